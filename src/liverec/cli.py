@@ -1,0 +1,347 @@
+"""Command line: the only place that parses config files and options.
+
+User mistakes (bad paths, options, data) print one line and exit with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import tomllib
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from liverec.errors import DataNotFoundError, LiverecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
+console = Console()
+err_console = Console(stderr=True)
+
+TOP_KEYS = {"model", "data", "seed", "params", "dataset", "train", "eval"}
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Turn user mistakes into one line on stderr and exit code 2."""
+    try:
+        yield
+    except (LiverecError, DataNotFoundError, FileNotFoundError, tomllib.TOMLDecodeError) as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        raise typer.Exit(130) from None
+
+
+def parse_value(text: str) -> Any:
+    """`--set` values are TOML values (numbers, booleans, lists, quoted strings); else plain strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_set(raw: dict, assignment: str) -> None:
+    """Apply one `section.key=value` (or `key=value` for top-level keys) to the raw config."""
+    if "=" not in assignment:
+        raise LiverecError(f"--set expects key=value, got {assignment!r}")
+    key, value = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    if parts[0] == "model" and len(parts) > 1:
+        parts[0] = "params"  # `--set model.embedding_dim=128` reads naturally
+    if parts[0] not in TOP_KEYS or len(parts) > 2:
+        raise LiverecError(
+            f"--set key {key!r} is not valid; use one of model, data, seed, or "
+            "params.X / dataset.X / train.X / eval.X"
+        )
+    if len(parts) == 1:
+        raw[parts[0]] = parse_value(value)
+    else:
+        raw.setdefault(parts[0], {})[parts[1]] = parse_value(value)
+
+
+def build_run_config(
+    model: str | None, data: str | None, config: Path | None, split: str | None,
+    sets: list[str], seed: int | None, device: str | None,
+):
+    """Merge recipe file, --set and explicit options (in that order of precedence, lowest first)."""
+    from liverec.data.split import DataConfig
+    from liverec.evaluate import EvalConfig
+    from liverec.experiment import RunConfig
+    from liverec.models import MODELS
+    from liverec.models.base import make_config
+    from liverec.train import TrainConfig
+
+    raw: dict[str, Any] = {}
+    if config is not None:
+        if not config.is_file():
+            raise DataNotFoundError(f"config file {config} does not exist")
+        with config.open("rb") as f:
+            raw = tomllib.load(f)
+        unknown = sorted(set(raw) - TOP_KEYS)
+        if unknown:
+            raise LiverecError(f"{config}: unknown key(s) {unknown}; valid: {sorted(TOP_KEYS)}")
+    for s in sets:
+        apply_set(raw, s)
+    if model is not None:
+        raw["model"] = model
+    if data is not None:
+        raw["data"] = data
+    if seed is not None:
+        raw["seed"] = seed
+    if split is not None:
+        raw.setdefault("dataset", {})["split"] = split
+    if device is not None:
+        raw.setdefault("train", {})["device"] = device
+    if "model" not in raw:
+        raise LiverecError("no model given: pass MODEL or a --config with `model = ...`")
+    if "data" not in raw:
+        raise LiverecError("no data given: pass --data NAME_OR_PATH or set `data` in the config")
+    if raw["model"] not in MODELS:
+        raise LiverecError(f"unknown model {raw['model']!r}; available: {', '.join(MODELS)}")
+    make_config(MODELS[raw["model"]].Config, raw.get("params", {}))  # fail before loading data
+    ev = dict(raw.get("eval", {}))
+    if "ks" in ev:
+        ev["ks"] = tuple(ev["ks"]) if isinstance(ev["ks"], list) else (ev["ks"],)
+    cfg = RunConfig(
+        model=raw["model"], data=str(raw["data"]), seed=int(raw.get("seed", 0)),
+        params=raw.get("params", {}),
+        dataset=make_config(DataConfig, raw.get("dataset", {})),
+        train=make_config(TrainConfig, raw.get("train", {})),
+        eval=make_config(EvalConfig, ev),
+    )
+    cfg.train.validate()
+    return cfg
+
+
+def metrics_table(rows: dict[str, dict[str, float]], title: str) -> Table:
+    """One row per run/stage, one column per metric."""
+    names = list(dict.fromkeys(k for r in rows.values() for k in r if k != "users"))
+    table = Table(title=title)
+    table.add_column("")
+    for n in names:
+        table.add_column(n, justify="right")
+    for label, r in rows.items():
+        table.add_row(label, *(f"{r[n]:.4f}" if n in r else "" for n in names))
+    return table
+
+
+@app.command()
+def train(
+    model: str = typer.Argument(None, help="Model name (see `liverec models`); optional with --config."),
+    data: str = typer.Option(None, "--data", help="Data set name under LIVEREC_DATA, or a path."),
+    config: Path = typer.Option(None, "--config", help="Recipe file (TOML)."),
+    split: str = typer.Option(None, "--split", help="given | loo | temporal | ratio"),
+    set_: list[str] = typer.Option([], "--set", help="Override: section.key=value (repeatable)."),
+    seed: int = typer.Option(None, "--seed"),
+    device: str = typer.Option(None, "--device", help="auto | cpu | cuda"),
+    out: Path = typer.Option(None, "--out", help="Run directory (default runs/MODEL-DATA-TIME)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Train a model, evaluate it on valid/test and write a run directory."""
+    from liverec.experiment import train_run
+
+    with user_errors():
+        cfg = build_run_config(model, data, config, split, set_, seed, device)
+        if quiet:
+            cfg.train.progress = False
+        if out is None:
+            out = Path("runs") / f"{cfg.model}-{Path(cfg.data).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        metrics = train_run(cfg, out, console=console)
+        rows = {f"{cfg.model} {stage}": metrics[stage] for stage in ("valid", "test") if metrics[stage]}
+        console.print(metrics_table(rows, f"{cfg.model} on {cfg.data}"))
+        console.print(
+            f"train {metrics['train_seconds']:.1f}s, eval {metrics['eval_seconds']:.1f}s -> {out}/metrics.json"
+        )
+
+
+@app.command(context_settings={"allow_extra_args": True})
+def evaluate(
+    ctx: typer.Context,
+    run_dir: Path = typer.Argument(..., help="A run directory written by `liverec train`."),
+    data: str = typer.Option(None, "--data", help="Evaluate on this data instead of the run's."),
+    k: list[int] = typer.Option(None, "--k", help="Cut-offs, e.g. --k 10 20"),
+    protocol: str = typer.Option(None, "--protocol", help="full | sampled:N"),
+    save_rankings: Path = typer.Option(None, "--save-rankings", help="Write top-k lists (.parquet/.jsonl)."),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Evaluate a trained run (full ranking or sampled) and optionally save its rankings."""
+    from liverec.evaluate import evaluate as run_eval
+    from liverec.experiment import check_same_vocab, load_dataset, load_run
+
+    with user_errors():
+        ks = list(k or []) + [_int_arg(a, "--k") for a in ctx.args]
+        cfg, model, users, items = load_run(run_dir, device=device)
+        if data is not None:
+            cfg.data = data
+        if ks:
+            cfg.eval.ks = tuple(ks)
+        if protocol is not None:
+            cfg.eval.protocol = protocol
+        cfg.eval.validate()
+        ds = load_dataset(cfg)
+        check_same_vocab(ds, users, items)
+        dev = next(iter(model.state_dict().values())).device
+        stages = [s for s in ("valid", "test") if getattr(ds, s) is not None and len(getattr(ds, s))]
+        results = {s: run_eval(model, ds, s, cfg.eval, device=dev, return_rankings=True) for s in stages}
+        if save_rankings is not None:
+            write_rankings(save_rankings, ds, {s: r["rankings"] for s, r in results.items()})
+        rows = {s: {n: v for n, v in r.items() if n != "rankings"} for s, r in results.items()}
+        console.print(metrics_table(rows, f"{cfg.model} on {cfg.data} ({cfg.eval.protocol})"))
+
+
+def _int_arg(text: str, option: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise LiverecError(f"unexpected argument {text!r} (for {option} give integers)") from None
+
+
+def write_rankings(path: Path, ds, rankings: dict) -> None:
+    """One row per evaluated user and split: raw user id, top-k raw item ids, split name."""
+    rows_user, rows_items, rows_split = [], [], []
+    for stage, (user_idx, topk) in rankings.items():
+        rows_user.extend(ds.users.decode(user_idx).tolist())
+        rows_items.extend(ds.items.decode(topk).tolist())
+        rows_split.extend([stage] * len(user_idx))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise LiverecError("writing .parquet needs pyarrow: pip install 'liverec[parquet]'") from None
+        pq.write_table(pa.table({"user": rows_user, "items": rows_items, "split": rows_split}), tmp)
+    elif path.suffix == ".jsonl":
+        import json
+
+        with tmp.open("w") as f:
+            for u, its, s in zip(rows_user, rows_items, rows_split, strict=True):
+                f.write(json.dumps({"user": u, "items": its, "split": s}) + "\n")
+    else:
+        raise LiverecError(f"--save-rankings must end in .parquet or .jsonl, not {path.suffix!r}")
+    tmp.replace(path)
+
+
+@app.command()
+def recommend(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `liverec train`."),
+    user: str = typer.Option(..., "--user", help="Raw user id as in the data set."),
+    k: int = typer.Option(10, "--k", help="Number of recommendations."),
+    history: int = typer.Option(10, "--history", help="How many recent history items to show."),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Show a user's recent history and top-k recommendations (with titles when known)."""
+    from liverec.experiment import check_same_vocab, load_dataset, load_run
+    from liverec.recommend import recommend_for_user, user_history
+
+    with user_errors():
+        if k <= 0 or k > 1000:
+            raise LiverecError("--k must be between 1 and 1000")
+        cfg, model, users, items = load_run(run_dir, device=device)
+        ds = load_dataset(cfg)
+        check_same_vocab(ds, users, items)
+        uidx = int(ds.users.encode([user], missing="mask")[0])
+        if uidx < 0:
+            raise LiverecError(f"user {user!r} is not in {cfg.data}")
+        print_user(ds, model, uidx, k, history, recommend_for_user, user_history)
+
+
+def print_user(ds, model, uidx: int, k: int, n_history: int, recommend_for_user, user_history) -> None:
+    hist = user_history(ds, uidx)
+    raw_user = ds.users.decode([uidx])[0]
+    table = Table(title=f"user {raw_user}: last {min(n_history, len(hist))} of {len(hist)} items")
+    table.add_column("item", justify="right")
+    table.add_column("title")
+    for it in hist[-n_history:]:
+        raw = ds.items.decode([it])[0]
+        table.add_row(str(raw), ds.title(raw))
+    console.print(table)
+    recs, scores = recommend_for_user(model, ds, uidx, k)
+    table = Table(title=f"top-{k} recommendations ({type(model).__name__})")
+    for col in ("rank", "item", "title", "score"):
+        table.add_column(col, justify="left" if col == "title" else "right")
+    for rank, (it, s) in enumerate(zip(recs, scores, strict=True), 1):
+        raw = ds.items.decode([it])[0]
+        table.add_row(str(rank), str(raw), ds.title(raw), f"{s:.3f}")
+    console.print(table)
+
+
+@app.command()
+def models() -> None:
+    """List the available models and their options."""
+    from liverec.models import MODELS
+
+    table = Table(title="models")
+    table.add_column("name")
+    table.add_column("trained by")
+    table.add_column("options (defaults)")
+    for name, cls in MODELS.items():
+        opts = ", ".join(f"{f.name}={f.default!r}" for f in fields(cls.Config))
+        table.add_row(name, "Trainer" if cls.trainable else "closed form", opts)
+    console.print(table)
+
+
+@app.command()
+def datasets() -> None:
+    """List known data sets and those available locally under LIVEREC_DATA."""
+    from liverec.data.sources import data_home, list_datasets
+
+    with user_errors():
+        table = Table(title=f"data sets (LIVEREC_DATA={data_home()})")
+        rows = list_datasets()
+        cols = list(dict.fromkeys(k for r in rows for k in r))
+        for c in cols:
+            table.add_column(c)
+        for r in rows:
+            table.add_row(*(str(r.get(c, "")) for c in cols))
+        console.print(table)
+
+
+@app.command()
+def demo(
+    data: str = typer.Option("ml-100k", "--data"),
+    out: Path = typer.Option(Path("runs"), "--out"),
+    user: str = typer.Option(None, "--user", help="Raw user id to show (default: a sampled one)."),
+) -> None:
+    """Train EASE and MF on ML-100K, print a metrics table and one user's recommendations."""
+    from liverec.experiment import RunConfig, load_dataset, load_run, train_run
+    from liverec.recommend import recommend_for_user, user_history
+    from liverec.train import TrainConfig
+
+    with user_errors():
+        recipes = {
+            "pop": RunConfig(model="pop", data=data),
+            "ease": RunConfig(model="ease", data=data, params={"l2": 200.0}),
+            "mf": RunConfig(
+                model="mf", data=data, params={"embedding_dim": 64},
+                train=TrainConfig(epochs=60, batch_size=1024, lr=5e-3, l2=1e-4, patience=5,
+                                  monitor="NDCG@10", progress=True),
+            ),
+        }
+        rows = {}
+        for name, cfg in recipes.items():
+            console.print(f"[bold]{name}[/] on {data} (leave-last-out, full ranking)")
+            m = train_run(cfg, out / f"demo-{name}", console=console)
+            rows[name] = m["test"]
+        console.print(metrics_table(rows, f"test metrics on {data} (leave-last-out, full ranking)"))
+        cfg = recipes["ease"]
+        ds = load_dataset(cfg)
+        uidx = int(ds.users.encode([user])[0]) if user else ds.num_users // 3
+        _, model, _, _ = load_run(out / "demo-ease")
+        print_user(ds, model, uidx, 10, 10, recommend_for_user, user_history)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""An experiment from plain objects: data config, model, trainer, evaluator; and run directories.
+
+A run directory holds everything needed to evaluate, recommend or serve again without pickle:
+`config.json`, `model.safetensors`, `users.json`, `items.json`, `metrics.json`, `history.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from liverec.data.dataset import Dataset
+from liverec.data.vocab import IdVocab
+from liverec.errors import DataNotFoundError, LiverecError
+from liverec.evaluate import EvalConfig, evaluate
+from liverec.models import MODELS, build_model
+from liverec.models.base import Recommender, make_config
+from liverec.train.pairwise import PairBatches, make_sampler, pair_loss
+from liverec.train.trainer import TrainConfig, Trainer, resolve_device
+
+
+def _data_config():
+    from liverec.data.split import DataConfig
+
+    return DataConfig()
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; recipes (TOML) and --set map onto these fields."""
+
+    model: str  # a key of liverec.models.MODELS
+    data: str  # data set name under LIVEREC_DATA, or a path to a folder/file
+    seed: int = 0  # seeds data splitting, initialisation, sampling and shuffling
+    params: dict[str, Any] = field(default_factory=dict)  # the model's config fields
+    dataset: Any = field(default_factory=_data_config)  # liverec.data.split.DataConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_json(self) -> dict:
+        return {
+            "model": self.model, "data": self.data, "seed": self.seed, "params": self.params,
+            "dataset": asdict(self.dataset), "train": asdict(self.train), "eval": asdict(self.eval),
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict) -> RunConfig:
+        from liverec.data.split import DataConfig
+
+        ev = dict(obj.get("eval", {}))
+        if "ks" in ev:
+            ev["ks"] = tuple(ev["ks"])
+        return cls(
+            model=obj["model"], data=obj["data"], seed=obj.get("seed", 0),
+            params=obj.get("params", {}),
+            dataset=make_config(DataConfig, obj.get("dataset", {})),
+            train=make_config(TrainConfig, obj.get("train", {})),
+            eval=make_config(EvalConfig, ev),
+        )
+
+
+def load_dataset(cfg: RunConfig) -> Dataset:
+    """Read the events named by `cfg.data` and apply the configured filters and split."""
+    from liverec.data.sources import load_events
+    from liverec.data.split import make_dataset
+
+    dataset_cfg = cfg.dataset
+    if dataset_cfg.seed != cfg.seed:
+        dataset_cfg = type(dataset_cfg)(**{**asdict(dataset_cfg), "seed": cfg.seed})
+    return make_dataset(load_events(cfg.data, dataset_cfg.columns), dataset_cfg)
+
+
+def fit_model(cfg: RunConfig, ds: Dataset, history_path: Path | None = None, console=None):
+    """Build and fit the model of `cfg` on `ds.train`; returns (model, best_epoch, history)."""
+    if cfg.model not in MODELS:
+        raise LiverecError(f"unknown model {cfg.model!r}; available: {', '.join(MODELS)}")
+    device = resolve_device(cfg.train.device)
+    torch.manual_seed(cfg.seed)  # the entry point owns the seed; models initialise from it
+    model = build_model(cfg.model, cfg.params, ds.num_users, ds.num_items).to(device)
+    train_csr = ds.train.csr()
+    if not model.trainable:
+        gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        model.fit(train_csr, generator=gen)
+        return model, 0, []
+    if hasattr(model, "prepare"):
+        model.prepare()
+    trainer = Trainer(cfg.train, history_path=history_path, console=console)
+    rng = np.random.default_rng(cfg.seed)
+    sampler = make_sampler(cfg.train, train_csr, model)
+    batches = PairBatches(ds.train, sampler, cfg.train.num_negatives, cfg.train.batch_size, rng, device)
+    valid_eval = None
+    if ds.valid is not None and len(ds.valid) > 0:
+        def valid_eval(m):
+            return {k: v for k, v in evaluate(m, ds, "valid", cfg.eval, device=device).items()
+                    if k != "users"}
+    result = trainer.fit(
+        model, lambda m, b: pair_loss(m, b, cfg.train), lambda epoch: batches, valid_eval
+    )
+    return model, result.best_epoch, result.history
+
+
+def train_run(cfg: RunConfig, out: Path, console=None) -> dict:
+    """Train, evaluate on valid and test, and write the run directory `out` atomically."""
+    ds = load_dataset(cfg)
+    partial = out.parent / f".{out.name}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    try:
+        t0 = time.perf_counter()
+        model, best_epoch, _ = fit_model(cfg, ds, partial / "history.jsonl", console)
+        train_seconds = time.perf_counter() - t0
+        device = next(iter(model.state_dict().values())).device
+        t0 = time.perf_counter()
+        valid = (
+            evaluate(model, ds, "valid", cfg.eval, device=device)
+            if ds.valid is not None and len(ds.valid) else {}
+        )
+        test = evaluate(model, ds, "test", cfg.eval, device=device)
+        metrics = {
+            "model": cfg.model, "data": cfg.data, "valid": valid, "test": test,
+            "train_seconds": round(train_seconds, 2),
+            "eval_seconds": round(time.perf_counter() - t0, 2),
+            "best_epoch": best_epoch, "dataset": ds.summary(), "device": str(device),
+        }
+        save_run(partial, cfg, model, ds, metrics)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(partial, out)
+    return metrics
+
+
+def save_run(path: Path, cfg: RunConfig, model: Recommender, ds: Dataset, metrics: dict) -> None:
+    """Weights as safetensors (never pickle), config and vocabularies as JSON."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(path / "model.safetensors"))
+    (path / "config.json").write_text(json.dumps(cfg.to_json(), indent=2))
+    ds.users.save(path / "users.json")
+    ds.items.save(path / "items.json")
+    (path / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if not (path / "history.jsonl").exists():
+        (path / "history.jsonl").write_text("")
+
+
+def load_run(path: str | Path, device: str = "cpu") -> tuple[RunConfig, Recommender, IdVocab, IdVocab]:
+    """Read a run directory back: its config, the model with weights, and the vocabularies."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+        raise DataNotFoundError(f"{path} is not a liverec run directory (no config.json/model.safetensors)")
+    cfg = RunConfig.from_json(json.loads((path / "config.json").read_text()))
+    users, items = IdVocab.load(path / "users.json"), IdVocab.load(path / "items.json")
+    model = build_model(cfg.model, cfg.params, len(users), len(items))
+    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    return cfg, model.to(resolve_device(device)).eval(), users, items
+
+
+def check_same_vocab(ds: Dataset, users: IdVocab, items: IdVocab) -> None:
+    """A run evaluated on re-loaded data must see the very same id space."""
+    same = (len(ds.users) == len(users) and len(ds.items) == len(items)
+            and np.array_equal(ds.users.raw, users.raw) and np.array_equal(ds.items.raw, items.raw))
+    if not same:
+        raise LiverecError(
+            "the data's users/items differ from the ones the model was trained on; "
+            "evaluate with the same --data and dataset options as training"
+        )

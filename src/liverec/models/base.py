@@ -1,0 +1,68 @@
+"""The small protocol every model implements (RecBole's good part: loss inputs, score some, score all).
+
+A model is a config dataclass plus a pure `nn.Module`: ids in, scores out; no I/O, no dataset
+object. Sizes (`num_users`, `num_items`) come from the vocabulary at the entry point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any, ClassVar
+
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from liverec.errors import LiverecError
+
+
+class Recommender(nn.Module):
+    """Base class. Subclasses set `Config` (a dataclass) and implement `score` and `score_all`.
+
+    - Gradient-trained models (`trainable = True`) are fitted by `liverec.train.Trainer`.
+    - Closed-form / statistical models (`trainable = False`) implement `fit(train_csr)`.
+    """
+
+    Config: ClassVar[type]
+    trainable: ClassVar[bool] = True
+
+    def __init__(self, config: Any, num_users: int, num_items: int) -> None:
+        super().__init__()
+        self.config = config
+        self.num_users = num_users
+        self.num_items = num_items
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Scores of (user, item) pairs: users (B,), items (B, M) -> (B, M)."""
+        raise NotImplementedError
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores of the whole catalogue: users (B,) -> (B, num_items)."""
+        raise NotImplementedError
+
+    def user_embeddings(self) -> torch.Tensor | None:
+        """(num_users, D) such that score_all = user_emb @ item_emb.T (ranking-equivalent), or None."""
+        return None
+
+    def item_embeddings(self) -> torch.Tensor | None:
+        """(num_items, D) counterpart of `user_embeddings`, or None."""
+        return None
+
+    def regularization(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Squared L2 norm of the parameters a batch touches (users (B,), items (B, M)), summed."""
+        return torch.zeros((), device=users.device)
+
+    def fit(self, train: sp.csr_matrix, generator: torch.Generator | None = None) -> Recommender:
+        """Closed-form fit on the (num_users, num_items) training matrix; returns self."""
+        raise NotImplementedError(f"{type(self).__name__} is trained by the Trainer, not fit()")
+
+
+def make_config(config_cls: type, params: dict[str, Any]) -> Any:
+    """Build a config dataclass from a dict; unknown keys are an error, not silently ignored."""
+    names = {f.name for f in fields(config_cls)}
+    unknown = sorted(set(params) - names)
+    if unknown:
+        raise LiverecError(
+            f"unknown option(s) {unknown} for {config_cls.__name__}; valid: {sorted(names)}"
+        )
+    return config_cls(**params)

@@ -1,0 +1,85 @@
+"""Batches of (user, positive item, negative items) and the loss step for collaborative models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from liverec import losses
+from liverec.data.interactions import Interactions
+from liverec.models.base import Recommender
+from liverec.train.trainer import TrainConfig
+
+
+@dataclass
+class PairBatch:
+    users: torch.Tensor  # (B,)
+    pos: torch.Tensor  # (B,)
+    neg: torch.Tensor  # (B, N)
+
+    def to(self, device: torch.device) -> PairBatch:
+        return PairBatch(self.users.to(device), self.pos.to(device), self.neg.to(device))
+
+
+def make_sampler(cfg: TrainConfig, positives: sp.csr_matrix, model: Recommender):
+    """The negative sampler named by `cfg.sampler`, excluding each user's training positives."""
+    from liverec import sampling
+
+    if cfg.sampler == "popularity":
+        return sampling.PopularitySampler(positives, alpha=cfg.sampler_alpha)
+    if cfg.sampler == "in_batch":
+        return sampling.InBatchSampler(positives)
+    if cfg.sampler == "hard":
+
+        def score_fn(users: np.ndarray, cand: np.ndarray) -> np.ndarray:
+            device = next(model.parameters()).device
+            with torch.no_grad():
+                s = model.score(torch.as_tensor(users, device=device), torch.as_tensor(cand, device=device))
+            return s.float().cpu().numpy()
+
+        return sampling.HardNegativeSampler(positives, pool_size=cfg.hard_pool, score_fn=score_fn)
+    return sampling.UniformSampler(positives)
+
+
+class PairBatches:
+    """One epoch of shuffled positives with freshly sampled negatives (seeded by `rng`)."""
+
+    def __init__(
+        self, train: Interactions, sampler, num_negatives: int, batch_size: int,
+        rng: np.random.Generator, device: torch.device,
+    ) -> None:
+        self.users, self.items = train.user, train.item
+        self.sampler, self.n, self.batch_size = sampler, num_negatives, batch_size
+        self.rng, self.device = rng, device
+
+    def __len__(self) -> int:
+        return -(-len(self.users) // self.batch_size)
+
+    def __iter__(self):
+        order = self.rng.permutation(len(self.users))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            users, pos = self.users[idx], self.items[idx]
+            neg = self.sampler.sample(users, self.n, self.rng, pos_items=pos)
+            yield PairBatch(
+                torch.from_numpy(users), torch.from_numpy(pos), torch.from_numpy(neg)
+            ).to(self.device)
+
+
+def pair_loss(model: Recommender, batch: PairBatch, cfg: TrainConfig) -> torch.Tensor:
+    """Score positives and negatives in one call, then apply the configured loss (+ L2)."""
+    items = torch.cat([batch.pos[:, None], batch.neg], dim=1)  # (B, 1+N)
+    scores = model.score(batch.users, items)  # (B, 1+N)
+    pos, neg = scores[:, 0], scores[:, 1:]
+    if cfg.loss == "bpr":
+        loss = losses.bpr_loss(pos, neg)
+    elif cfg.loss == "bce":
+        loss = losses.bce_loss(pos, neg)
+    else:
+        loss = losses.sampled_softmax_loss(pos, neg)
+    if cfg.l2 > 0:
+        loss = loss + cfg.l2 * model.regularization(batch.users, items) / len(batch.users)
+    return loss

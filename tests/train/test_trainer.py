@@ -1,0 +1,69 @@
+"""The trainer: learns, early-stops, restores the best state, writes history, fails clearly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from liverec.errors import LiverecError
+from liverec.train import TrainConfig, Trainer
+
+
+class Line(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+
+def quadratic_step(model: Line, batch: torch.Tensor) -> torch.Tensor:
+    return ((model.w - batch) ** 2).mean()
+
+
+def test_trainer_minimises_and_writes_history(tmp_path):
+    cfg = TrainConfig(epochs=30, lr=0.1, progress=False)
+    hist = tmp_path / "history.jsonl"
+    model = Line()
+    result = Trainer(cfg, history_path=hist).fit(model, quadratic_step, lambda e: [torch.tensor([3.0])] * 5)
+    assert abs(model.w.item() - 3.0) < 0.05
+    lines = [json.loads(x) for x in hist.read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == list(range(1, 31))
+    assert lines[-1]["loss"] < lines[0]["loss"]
+    assert result.best_epoch == 30
+
+
+def test_early_stopping_restores_best_state():
+    # validation score peaks at epoch 3, then only gets worse: stop after `patience` evaluations
+    scores = iter([0.1, 0.2, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0])
+    seen_w = []
+
+    def evaluate(m):
+        seen_w.append(m.w.item())
+        return {"NDCG@20": next(scores)}
+
+    cfg = TrainConfig(epochs=8, lr=0.1, patience=2, progress=False)
+    model = Line()
+    result = Trainer(cfg).fit(model, quadratic_step, lambda e: [torch.tensor([3.0])], evaluate)
+    assert result.best_epoch == 3
+    assert len(result.history) == 5  # epochs 4 and 5 did not improve -> stop
+    assert model.w.item() == pytest.approx(seen_w[2])
+
+
+def test_divergence_and_bad_monitor_are_user_errors():
+    cfg = TrainConfig(epochs=2, progress=False)
+    with pytest.raises(LiverecError, match="diverged"):
+        Trainer(cfg).fit(Line(), lambda m, b: m.w.sum() * float("nan"), lambda e: [0])
+    cfg = TrainConfig(epochs=2, progress=False, monitor="Recall@5")
+    with pytest.raises(LiverecError, match="monitor"):
+        Trainer(cfg).fit(Line(), quadratic_step, lambda e: [torch.tensor([1.0])], lambda m: {"NDCG@20": 0.0})
+
+
+@pytest.mark.parametrize(
+    "field,value", [("lr", 0.0), ("epochs", 0), ("optimizer", "lbfgs"), ("loss", "hinge"),
+                    ("sampler", "magic"), ("device", "tpu")],
+)
+def test_invalid_config_is_rejected(field, value):
+    with pytest.raises(LiverecError):
+        TrainConfig(**{field: value}).validate()
