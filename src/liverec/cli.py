@@ -121,14 +121,14 @@ def build_run_config(
 
 
 def metrics_table(rows: dict[str, dict[str, float]], title: str) -> Table:
-    """One row per run/stage, one column per metric."""
+    """One row per metric, one column per run/stage (stays narrow in a terminal)."""
     names = list(dict.fromkeys(k for r in rows.values() for k in r if k != "users"))
     table = Table(title=title)
-    table.add_column("")
+    table.add_column("metric")
+    for label in rows:
+        table.add_column(label, justify="right")
     for n in names:
-        table.add_column(n, justify="right")
-    for label, r in rows.items():
-        table.add_row(label, *(f"{r[n]:.4f}" if n in r else "" for n in names))
+        table.add_row(n, *(f"{r[n]:.4f}" if n in r else "" for r in rows.values()))
     return table
 
 

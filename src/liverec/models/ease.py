@@ -17,13 +17,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.linalg import get_lapack_funcs
 
 from liverec.errors import LiverecError
 from liverec.models.base import Recommender
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-_MIRROR_BLOCK = 1024  # rows per step when copying P's lower triangle to the upper one
 
 
 @dataclass
@@ -38,41 +36,25 @@ class EASEConfig:
             raise LiverecError(f"ease: dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
 
 
-def ease_weights_inplace(gram: np.ndarray, l2: float) -> np.ndarray:
-    """Turn the symmetric (I, I) XᵀX (C or Fortran order) into B, in place; returns B in C order.
+def ease_weights(gram: torch.Tensor, l2: float) -> torch.Tensor:
+    """B from the symmetric (I, I) XᵀX, consuming `gram` (its memory is released early).
 
-    Peak memory is this one matrix: LAPACK potrf/potri overwrite it, the triangle is mirrored in
-    row blocks, and the column scaling is in place (float32: 6.7 GB for Gowalla's 40,981 items).
+    Peak memory is about two (I, I) matrices (float32 Gowalla, 40,981 items: ~13.4 GB): G + λI is
+    factored into L, G is dropped, then P = G⁻¹ is formed from L and scaled in place into B.
+    (torch's MKL/cuSOLVER Cholesky; scipy's OpenBLAS potrf crashed at this size.)
     """
-    gram = _c_order(gram)
-    n = gram.shape[0]
-    gram.flat[:: n + 1] += l2  # G + λI
-    potrf, potri = get_lapack_funcs(("potrf", "potri"), (gram,))
-    # G is symmetric, so gram.T is G in Fortran order: LAPACK works on it without a copy
-    factor, info = potrf(gram.T, lower=False, overwrite_a=True, clean=False)
-    if info != 0:
-        raise LiverecError(f"ease: XᵀX + λI is not positive definite (potrf info={info}); raise l2")
-    inverse, info = potri(factor, lower=False, overwrite_c=True)
-    if info != 0:
-        raise LiverecError(f"ease: inverting XᵀX + λI failed (potri info={info}); raise l2")
-    p = inverse.T  # C order, the memory of `gram`; potri filled only its lower triangle
-    for start in range(0, n, _MIRROR_BLOCK):
-        stop = min(start + _MIRROR_BLOCK, n)
-        p[start:stop, stop:] = p[stop:, start:stop].T
-        block = p[start:stop, start:stop]
-        upper = np.triu_indices(stop - start, 1)
-        block[upper] = block.T[upper]
-    diag = p.diagonal().copy()  # (I,) P_jj
-    p /= -diag  # B_ij = −P_ij / P_jj: column j scaled by its own diagonal entry
-    p.flat[:: n + 1] = 0.0
-    return p
-
-
-def _c_order(symmetric: np.ndarray) -> np.ndarray:
-    """The same symmetric matrix as a C-contiguous array (a transposed view when it is Fortran)."""
-    if not symmetric.flags.c_contiguous:
-        symmetric = symmetric.T if symmetric.flags.f_contiguous else np.ascontiguousarray(symmetric)
-    return symmetric
+    gram.diagonal().add_(l2)  # G + λI
+    factor, info = torch.linalg.cholesky_ex(gram)  # L: (I, I)
+    del gram
+    if int(info) != 0:
+        raise LiverecError(f"ease: XᵀX + λI is not positive definite (info={int(info)}); raise l2")
+    weights = torch.cholesky_inverse(factor)  # P: (I, I), may come back column-major
+    del factor
+    if not weights.is_contiguous():
+        weights = weights.mT  # P is symmetric: the transposed view is the same matrix, row-major
+    weights.div_(-weights.diagonal().clone())  # B_ij = −P_ij / P_jj: column j by its own P_jj
+    weights.fill_diagonal_(0.0)
+    return weights
 
 
 class EASE(Recommender):
@@ -112,19 +94,10 @@ class EASE(Recommender):
         x.eliminate_zeros()
         x.data[:] = 1.0
         np_dtype = np.float32 if self.config.dtype == "float32" else np.float64
-        # peak: this dense (I, I) matrix plus, briefly, the sparse XᵀX it is made from
-        gram = _c_order((x.T @ x).astype(np_dtype).toarray())  # (I, I)
         device = self.train_indptr.device
-        if device.type == "cuda":  # cuSOLVER is orders faster; the GPU holds G, L and P at once
-            g = torch.from_numpy(gram).to(device)
-            del gram
-            g.diagonal().add_(self.config.l2)
-            weights = torch.cholesky_inverse(torch.linalg.cholesky(g))  # P: (I, I)
-            del g
-            weights.div_(-weights.diagonal().clone())  # B_ij = −P_ij / P_jj
-            weights.fill_diagonal_(0.0)
-        else:
-            weights = torch.from_numpy(ease_weights_inplace(gram, self.config.l2))
+        gram = (x.T @ x).astype(np_dtype).toarray()  # (I, I), Fortran order from scipy
+        gram = torch.from_numpy(gram.T if gram.flags.f_contiguous else gram).to(device)  # symmetric
+        weights = ease_weights(gram, self.config.l2)
         self.item_weights = weights.to(device)
         self.train_indptr = torch.from_numpy(x.indptr.astype(np.int64)).to(device)
         self.train_indices = torch.from_numpy(x.indices.astype(np.int64)).to(device)
