@@ -25,7 +25,8 @@ test: install
 	$(PY) -m pytest
 
 bench: install
-	$(PY) -m pytest -m slow -q
+	$(PY) benchmarks/bench_sampling.py
+	$(PY) benchmarks/bench_eval.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
