@@ -285,7 +285,7 @@ def models() -> None:
     table.add_column("options (defaults)")
     for name, cls in MODELS.items():
         opts = ", ".join(f"{f.name}={f.default!r}" for f in fields(cls.Config))
-        table.add_row(name, "Trainer" if cls.trainable else "closed form", opts)
+        table.add_row(name, "Trainer" if cls.trainable else "fit() (no gradients)", opts)
     console.print(table)
 
 
@@ -299,7 +299,7 @@ def datasets() -> None:
         rows = list_datasets()
         cols = list(dict.fromkeys(k for r in rows for k in r))
         for c in cols:
-            table.add_column(c)
+            table.add_column(c, overflow="fold")
         for r in rows:
             table.add_row(*(str(r.get(c, "")) for c in cols))
         console.print(table)
