@@ -181,3 +181,24 @@ def test_positives_matrix_is_not_modified():
     UniformSampler(pos)
     for a, b in zip(before, (pos.indptr, pos.indices, pos.data), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_sample_shared_is_seeded_and_in_range():
+    pos = sp.random(20, 50, density=0.2, format="csr", random_state=0)
+    for sampler in (UniformSampler(pos), PopularitySampler(pos)):
+        a = sampler.sample_shared(30, np.random.default_rng(1))
+        b = sampler.sample_shared(30, np.random.default_rng(1))
+        assert a.shape == (30,) and a.dtype == np.int64
+        assert np.array_equal(a, b) and a.min() >= 0 and a.max() < 50
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 1000), n=st.integers(1, 60))
+def test_shared_collisions_equal_is_positive(seed, n):
+    rng = np.random.default_rng(seed)
+    pos = sp.random(15, 40, density=0.3, format="csr", random_state=seed)
+    sampler = UniformSampler(pos)
+    users = rng.integers(0, 15, size=12)  # repeats on purpose
+    shared = sampler.sample_shared(n, rng)  # with replacement: repeats too
+    expected = sampler.is_positive(users[:, None], shared[None, :])
+    assert np.array_equal(sampler.shared_collisions(users, shared), expected)

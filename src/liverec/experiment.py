@@ -92,10 +92,15 @@ def fit_model(cfg: RunConfig, ds: Dataset, history_path: Path | None = None, con
         return model, 0, []
     if hasattr(model, "prepare"):
         model.prepare()
+    if hasattr(model, "set_graph"):  # graph models propagate over the training interactions
+        model.set_graph(train_csr)
     trainer = Trainer(cfg.train, history_path=history_path, console=console)
     rng = np.random.default_rng(cfg.seed)
     sampler = make_sampler(cfg.train, train_csr, model)
-    batches = PairBatches(ds.train, sampler, cfg.train.num_negatives, cfg.train.batch_size, rng, device)
+    batches = PairBatches(
+        ds.train, sampler, cfg.train.num_negatives, cfg.train.batch_size, rng, device,
+        shared=cfg.train.shared_negatives,
+    )
     valid_eval = None
     if ds.valid is not None and len(ds.valid) > 0:
         def valid_eval(m):

@@ -61,6 +61,37 @@ class NegativeSampler:
         cand = self._draw(users, n, rng, pos_items)
         return self._reject(users, cand, rng, pos_items)
 
+    def sample_shared(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """(n,) int64 negatives shared by a whole batch, drawn from the sampler's item distribution.
+
+        Collisions with a row's positives are not removed here (they differ per row): mask them
+        with `shared_collisions(users, shared)`.
+        """
+        if not isinstance(rng, np.random.Generator):
+            raise LiverecError("pass rng=np.random.default_rng(seed): samplers take an explicit Generator")
+        if n < 0:
+            raise LiverecError(f"number of negatives must be >= 0, got {n}")
+        return self._draw(np.zeros(1, dtype=np.int64), n, rng, None)[0]
+
+    def shared_collisions(self, users: np.ndarray, shared: np.ndarray) -> np.ndarray:
+        """(B, N) bool: whether shared[j] is one of users[b]'s positives.
+
+        Equals `is_positive(users[:, None], shared[None, :])` but costs O(B·degree + B·N) instead of
+        B·N binary searches: each row's positives are looked up in an item -> slot table.
+        """
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        uniq, inverse = np.unique(np.asarray(shared, dtype=np.int64), return_inverse=True)
+        slot = np.full(self.num_items, -1, dtype=np.int64)
+        slot[uniq] = np.arange(uniq.size)
+        lens = self._num_positives[users]
+        items = self._indices[_segment_positions(self._indptr[users], lens)]
+        rows = np.repeat(np.arange(users.size), lens)
+        hit = slot[items]
+        found = hit >= 0
+        mask = np.zeros((users.size, uniq.size), dtype=bool)
+        mask[rows[found], hit[found]] = True
+        return mask[:, inverse]
+
     # -- internals ---------------------------------------------------------------------------
 
     def _draw(

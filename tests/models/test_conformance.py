@@ -24,6 +24,7 @@ PARAMS: dict[str, dict] = {
     "mf": {"embedding_dim": 16},
     "ease": {"l2": 50.0},
     "ials": {"embedding_dim": 8, "epochs": 8, "l2": 0.01},
+    "lightgcn": {"embedding_dim": 16, "num_layers": 2},
 }
 EXTRA_CASES = [
     ("mf", {"embedding_dim": 16, "use_bias": False}),
@@ -86,6 +87,8 @@ def trained(request: pytest.FixtureRequest):
     name, params = request.param
     x, user_group, item_group = block_data()
     model = build_model(name, params, NUM_USERS, NUM_ITEMS)
+    if hasattr(model, "set_graph"):
+        model.set_graph(x)
     if model.trainable:
         train_bpr(model, x)
     else:
@@ -106,6 +109,10 @@ def test_score_agrees_with_score_all(trained) -> None:
     assert some.is_floating_point() and some.dtype == every.dtype
     assert torch.isfinite(every).all()
     torch.testing.assert_close(some, every.gather(1, items), rtol=1e-5, atol=1e-5)
+    shared = items[0]  # the same items for every user (shared negatives)
+    torch.testing.assert_close(
+        model.score_shared(USERS, shared), every[:, shared], rtol=1e-5, atol=1e-5
+    )
 
 
 @torch.no_grad()

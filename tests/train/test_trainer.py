@@ -67,3 +67,40 @@ def test_divergence_and_bad_monitor_are_user_errors():
 def test_invalid_config_is_rejected(field, value):
     with pytest.raises(LiverecError):
         TrainConfig(**{field: value}).validate()
+
+
+def test_shared_negatives_match_per_row_loss_and_drop_collisions():
+    """Shared negatives give the per-row loss on the same items; a collision adds nothing."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from liverec.models.mf import MF, MFConfig
+    from liverec.sampling import UniformSampler
+    from liverec.train.pairwise import PairBatch, pair_loss
+
+    torch.manual_seed(0)
+    model = MF(MFConfig(embedding_dim=8), num_users=4, num_items=10)
+    users, pos = torch.tensor([0, 1, 2, 3]), torch.tensor([1, 2, 3, 4])
+    neg = torch.tensor([5, 6, 7])
+    for loss in ("bpr", "bce", "softmax"):
+        cfg = TrainConfig(loss=loss, l2=0.0)
+        shared = pair_loss(model, PairBatch(users, pos, neg), cfg)
+        per_row = pair_loss(model, PairBatch(users, pos, neg[None, :].expand(4, -1)), cfg)
+        assert shared.item() == pytest.approx(per_row.item(), rel=1e-5)
+    # user 0's positive 5 is also a shared negative: its term is dropped, not counted against it
+    positives = sp.csr_matrix((np.ones(5), ([0, 0, 1, 2, 3], [1, 5, 2, 3, 4])), shape=(4, 10))
+    collide = torch.from_numpy(UniformSampler(positives).is_positive(users.numpy()[:, None], neg.numpy()[None, :]))
+    assert collide.sum().item() == 1 and collide[0, 0]
+    cfg = TrainConfig(loss="bpr")
+    masked = pair_loss(model, PairBatch(users, pos, neg, collide), cfg)
+    with torch.no_grad():
+        p = model.score(users, pos[:, None])[:, 0]
+        n = model.score_shared(users, neg)
+    terms = torch.nn.functional.softplus(n - p[:, None])
+    expected = terms[~collide].sum() / terms.numel()
+    assert masked.item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_shared_negatives_need_uniform_or_popularity():
+    with pytest.raises(LiverecError, match="shared_negatives"):
+        TrainConfig(shared_negatives=True, sampler="hard").validate()

@@ -8,6 +8,7 @@ from liverec.errors import LiverecError
 from liverec.models.base import Recommender, make_config
 from liverec.models.ease import EASE
 from liverec.models.ials import IALS
+from liverec.models.lightgcn import LightGCN
 from liverec.models.mf import MF
 from liverec.models.neumf import NeuMF
 from liverec.models.pop import Pop
@@ -17,6 +18,7 @@ MODELS: dict[str, type[Recommender]] = {
     "neumf": NeuMF,
     "ease": EASE,
     "ials": IALS,
+    "lightgcn": LightGCN,
     "pop": Pop,
 }
 

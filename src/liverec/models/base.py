@@ -40,6 +40,13 @@ class Recommender(nn.Module):
         """Scores of the whole catalogue: users (B,) -> (B, num_items)."""
         raise NotImplementedError
 
+    def score_shared(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Scores of every user against the same items: users (B,), items (M,) -> (B, M).
+
+        Used for negatives shared across a batch; models with embeddings override it with a matmul.
+        """
+        return self.score(users, items[None, :].expand(len(users), -1))
+
     def user_embeddings(self) -> torch.Tensor | None:
         """(num_users, D) such that score_all = user_emb @ item_emb.T (ranking-equivalent), or None."""
         return None

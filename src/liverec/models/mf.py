@@ -72,6 +72,14 @@ class MF(Recommender):
             scores = scores + self.user_bias(users) + self.global_bias  # (B, 1) broadcast
         return scores
 
+    def score_shared(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """users (B,), items (M,) -> (B, M) as one matmul (no (B, M, D) gather)."""
+        scores = self.user_emb(users) @ self.item_emb(items).T  # (B, M)
+        if self.config.use_bias:
+            scores = scores + self.item_bias(items).T  # (1, M) broadcast
+            scores = scores + self.user_bias(users) + self.global_bias  # (B, 1) broadcast
+        return scores
+
     def user_embeddings(self) -> torch.Tensor:
         """(U, D + 1): [p_u, 1], so that the dot product with [q_i, b_i] adds the item bias."""
         p = self.user_emb.weight.detach()  # (U, D)

@@ -175,6 +175,13 @@ class NeuMF(Recommender):
             parts.append(self.mlp(torch.cat([p, q], dim=-1)))  # (B, M, layers[-1])
         return self.output(torch.cat(parts, dim=-1)).squeeze(-1)  # (B, M)
 
+    def score_shared(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """users (B,), items (M,) -> (B, M); GMF as one matmul, since h·(p ⊙ q) = (p ⊙ h)·q."""
+        if self.config.variant != "gmf":
+            return super().score_shared(users, items)
+        p = self.gmf_user(users) * self.output.weight  # (B, k)
+        return p @ self.gmf_item(items).T + self.output.bias  # (B, M)
+
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """users (B,) -> (B, I), in item chunks so activations stay within a fixed budget."""
         batch = users.shape[0]

@@ -18,10 +18,12 @@ from liverec.train.trainer import TrainConfig
 class PairBatch:
     users: torch.Tensor  # (B,)
     pos: torch.Tensor  # (B,)
-    neg: torch.Tensor  # (B, N)
+    neg: torch.Tensor  # (B, N) per row, or (N,) shared by every row
+    collide: torch.Tensor | None = None  # (B, N) bool: shared negative that is the row's positive
 
     def to(self, device: torch.device) -> PairBatch:
-        return PairBatch(self.users.to(device), self.pos.to(device), self.neg.to(device))
+        collide = None if self.collide is None else self.collide.to(device)
+        return PairBatch(self.users.to(device), self.pos.to(device), self.neg.to(device), collide)
 
 
 def make_sampler(cfg: TrainConfig, positives: sp.csr_matrix, model: Recommender):
@@ -45,15 +47,20 @@ def make_sampler(cfg: TrainConfig, positives: sp.csr_matrix, model: Recommender)
 
 
 class PairBatches:
-    """One epoch of shuffled positives with freshly sampled negatives (seeded by `rng`)."""
+    """One epoch of shuffled positives with freshly sampled negatives (seeded by `rng`).
+
+    With `shared=True` each batch draws `num_negatives` items once and every row scores them: one
+    (B, D) x (D, N) matmul instead of a (B, N, D) gather, so hundreds of negatives cost little. A
+    shared negative that happens to be a row's positive is flagged in `collide` and left out.
+    """
 
     def __init__(
         self, train: Interactions, sampler, num_negatives: int, batch_size: int,
-        rng: np.random.Generator, device: torch.device,
+        rng: np.random.Generator, device: torch.device, shared: bool = False,
     ) -> None:
         self.users, self.items = train.user, train.item
         self.sampler, self.n, self.batch_size = sampler, num_negatives, batch_size
-        self.rng, self.device = rng, device
+        self.rng, self.device, self.shared = rng, device, shared
 
     def __len__(self) -> int:
         return -(-len(self.users) // self.batch_size)
@@ -63,6 +70,14 @@ class PairBatches:
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             users, pos = self.users[idx], self.items[idx]
+            if self.shared:
+                neg = self.sampler.sample_shared(self.n, self.rng)
+                collide = self.sampler.shared_collisions(users, neg)
+                yield PairBatch(
+                    torch.from_numpy(users), torch.from_numpy(pos), torch.from_numpy(neg),
+                    torch.from_numpy(collide),
+                ).to(self.device)
+                continue
             neg = self.sampler.sample(users, self.n, self.rng, pos_items=pos)
             yield PairBatch(
                 torch.from_numpy(users), torch.from_numpy(pos), torch.from_numpy(neg)
@@ -70,10 +85,18 @@ class PairBatches:
 
 
 def pair_loss(model: Recommender, batch: PairBatch, cfg: TrainConfig) -> torch.Tensor:
-    """Score positives and negatives in one call, then apply the configured loss (+ L2)."""
-    items = torch.cat([batch.pos[:, None], batch.neg], dim=1)  # (B, 1+N)
-    scores = model.score(batch.users, items)  # (B, 1+N)
-    pos, neg = scores[:, 0], scores[:, 1:]
+    """Score positives and negatives, then apply the configured loss (+ L2)."""
+    if batch.neg.dim() == 1:  # shared negatives
+        pos = model.score(batch.users, batch.pos[:, None])[:, 0]  # (B,)
+        neg = model.score_shared(batch.users, batch.neg)  # (B, N)
+        if batch.collide is not None:
+            # a colliding entry scores -1e4: its BPR/BCE/softmax term and gradient vanish
+            neg = neg.masked_fill(batch.collide, -1e4)
+        items = torch.cat([batch.pos, batch.neg])  # for L2: each shared negative counted once
+    else:
+        items = torch.cat([batch.pos[:, None], batch.neg], dim=1)  # (B, 1+N)
+        scores = model.score(batch.users, items)  # (B, 1+N)
+        pos, neg = scores[:, 0], scores[:, 1:]
     if cfg.loss == "bpr":
         loss = losses.bpr_loss(pos, neg)
     elif cfg.loss == "bce":

@@ -34,6 +34,7 @@ class TrainConfig:
     sampler: str = "uniform"  # uniform | popularity | in_batch | hard
     sampler_alpha: float = 0.75  # popularity exponent for sampler = popularity
     hard_pool: int = 64  # candidate pool size for sampler = hard
+    shared_negatives: bool = False  # one draw of num_negatives per batch, scored by all its rows
     eval_every: int = 1  # evaluate on the validation part every N epochs
     patience: int = 10  # evaluations without improvement before stopping; 0 = never stop early
     monitor: str = "NDCG@20"  # validation metric used for early stopping and the best checkpoint
@@ -54,6 +55,8 @@ class TrainConfig:
             raise LiverecError(
                 f"train.sampler must be uniform, popularity, in_batch or hard, not {self.sampler!r}"
             )
+        if self.shared_negatives and self.sampler not in ("uniform", "popularity"):
+            raise LiverecError("train.shared_negatives works with sampler = uniform or popularity")
         if self.num_negatives < 1:
             raise LiverecError("train.num_negatives must be >= 1")
         if self.device not in ("auto", "cpu", "cuda"):

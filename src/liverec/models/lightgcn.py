@@ -1,0 +1,171 @@
+"""LightGCN (He et al., SIGIR 2020): linear propagation of ID embeddings over the user–item graph.
+
+    Â      = D^-1/2 A D^-1/2,   A = [[0, R], [Rᵀ, 0]]          ((U+I) x (U+I), sparse CSR)
+    E⁽ᵏ⁺¹⁾ = Â E⁽ᵏ⁾                                              no transform, no non-linearity
+    E      = (E⁽⁰⁾ + E⁽¹⁾ + ... + E⁽ᴷ⁾) / (K + 1)                 layer mean
+    score(u, i) = e_u · e_i
+
+Only E⁽⁰⁾ is learned; L2 applies to the layer-0 rows a batch touches, as in the paper. Each layer
+costs one sparse-dense product, O(nnz·D), forward and backward (Â is symmetric).
+
+The graph is the training matrix, attached with `set_graph(train)` before training. The propagated
+embeddings are cached in the buffers `final_user` / `final_item` whenever the model switches to
+eval mode, so a saved model scores (and serves) without the graph.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from liverec.errors import LiverecError
+from liverec.models.base import Recommender
+
+
+@dataclass
+class LightGCNConfig:
+    embedding_dim: int = 64  # D: size of the layer-0 user and item vectors
+    num_layers: int = 3  # K: propagation steps
+    init_std: float = 0.1  # std of the normal initialisation of E⁽⁰⁾
+
+    def __post_init__(self) -> None:
+        if self.embedding_dim < 1:
+            raise LiverecError(f"lightgcn: embedding_dim must be >= 1, got {self.embedding_dim}")
+        if self.num_layers < 0:
+            raise LiverecError(f"lightgcn: num_layers must be >= 0, got {self.num_layers}")
+        if self.init_std < 0:
+            raise LiverecError(f"lightgcn: init_std must be >= 0, got {self.init_std}")
+
+
+def normalized_adjacency(train: sp.spmatrix) -> torch.Tensor:
+    """Â = D^-1/2 A D^-1/2 of the bipartite graph of `train` (U x I), as a torch sparse CSR tensor.
+
+    Interactions are binarised; nodes without edges get zero rows (no division by zero).
+    """
+    r = sp.csr_matrix(train, dtype=np.float32, copy=True)
+    r.sum_duplicates()
+    r.data[:] = 1.0
+    a = sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)  # (U+I, U+I)
+    deg = np.asarray(a.sum(axis=1)).ravel()
+    inv_sqrt = np.zeros_like(deg)
+    np.power(deg, -0.5, out=inv_sqrt, where=deg > 0)
+    a = sp.csr_matrix(sp.diags(inv_sqrt) @ a @ sp.diags(inv_sqrt), dtype=np.float32)
+    a.sort_indices()
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": spmm is all we use
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(a.indptr.astype(np.int64)),
+            torch.from_numpy(a.indices.astype(np.int64)),
+            torch.from_numpy(a.data),
+            size=a.shape,
+            check_invariants=False,  # built by scipy: sorted, in range
+        )
+
+
+class LightGCN(Recommender):
+    """Layer-mean propagation of user/item embeddings over the normalised interaction graph."""
+
+    Config = LightGCNConfig
+
+    def __init__(self, config: LightGCNConfig, num_users: int, num_items: int) -> None:
+        super().__init__(config, num_users, num_items)
+        self.user_emb = nn.Embedding(num_users, config.embedding_dim)  # E⁽⁰⁾ users: (U, D)
+        self.item_emb = nn.Embedding(num_items, config.embedding_dim)  # E⁽⁰⁾ items: (I, D)
+        # propagated embeddings, refreshed on eval(); saved with the weights
+        self.register_buffer("final_user", torch.zeros(num_users, config.embedding_dim))
+        self.register_buffer("final_item", torch.zeros(num_items, config.embedding_dim))
+        self.adjacency_: torch.Tensor | None = None  # Â, set by set_graph
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None  # this step's propagation
+        self.reset_parameters()
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        nn.init.normal_(self.user_emb.weight, 0.0, self.config.init_std, generator=generator)
+        nn.init.normal_(self.item_emb.weight, 0.0, self.config.init_std, generator=generator)
+        self._cache = None
+        self._refresh()
+
+    def set_graph(self, train: sp.spmatrix) -> LightGCN:
+        """Attach the (num_users, num_items) training matrix as the propagation graph."""
+        if train.shape != (self.num_users, self.num_items):
+            raise LiverecError(
+                f"lightgcn: graph shape {train.shape} != (num_users, num_items) "
+                f"({self.num_users}, {self.num_items})"
+            )
+        self.adjacency_ = normalized_adjacency(train)
+        self._cache = None
+        self._refresh()
+        return self
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(U, D), (I, D) layer-mean embeddings; without a graph, the layer-0 embeddings."""
+        e0 = torch.cat([self.user_emb.weight, self.item_emb.weight])  # (U+I, D)
+        mean = e0
+        if self.adjacency_ is not None and self.config.num_layers > 0:
+            if self.adjacency_.device != e0.device:
+                self.adjacency_ = self.adjacency_.to(e0.device)
+            layer, total = e0, e0
+            for _ in range(self.config.num_layers):
+                layer = torch.sparse.mm(self.adjacency_, layer)  # (U+I, D), O(nnz·D)
+                total = total + layer
+            mean = total / (self.config.num_layers + 1)
+        return mean[: self.num_users], mean[self.num_users :]
+
+    def _embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval: the cached buffers. Train: one propagation per training step, shared by every
+        score call before the backward pass (positives and shared negatives are scored apart)."""
+        if not self.training:
+            return self.final_user, self.final_item
+        if not torch.is_grad_enabled():  # e.g. a hard-negative sampler scoring candidates
+            return self.propagate()
+        if self._cache is None:
+            users, items = self.propagate()
+            self._cache = (users, items)
+            if users.requires_grad:
+                # the backward pass consumes this graph and the step then changes E⁽⁰⁾: drop it
+                users.register_hook(self._drop_cache)
+        return self._cache
+
+    def _drop_cache(self, grad: torch.Tensor) -> None:
+        self._cache = None
+
+    @torch.no_grad()
+    def _refresh(self) -> None:
+        users, items = self.propagate()
+        self.final_user.copy_(users)
+        self.final_item.copy_(items)
+
+    def train(self, mode: bool = True) -> LightGCN:
+        if not mode and self.training and self.adjacency_ is not None:
+            self._refresh()  # leaving training: bake the propagation into the buffers
+        self._cache = None
+        return super().train(mode)
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """users (B,), items (B, M) -> (B, M)."""
+        eu, ei = self._embeddings()
+        return torch.bmm(ei[items], eu[users].unsqueeze(-1)).squeeze(-1)  # (B, M)
+
+    def score_shared(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """users (B,), items (M,) -> (B, M)."""
+        eu, ei = self._embeddings()
+        return eu[users] @ ei[items].T
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        """users (B,) -> (B, I)."""
+        eu, ei = self._embeddings()
+        return eu[users] @ ei.T
+
+    def user_embeddings(self) -> torch.Tensor:
+        return self._embeddings()[0].detach()
+
+    def item_embeddings(self) -> torch.Tensor:
+        return self._embeddings()[1].detach()
+
+    def regularization(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Squared norms of the layer-0 rows the batch touches (the paper's L2 on E⁽⁰⁾)."""
+        return self.user_emb(users).pow(2).sum() + self.item_emb(items).pow(2).sum()

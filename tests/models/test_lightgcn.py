@@ -1,0 +1,84 @@
+"""LightGCN: the propagation is the paper's formula, gradients reach layer 0, saved models need no graph."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from liverec.errors import LiverecError
+from liverec.models.lightgcn import LightGCN, LightGCNConfig, normalized_adjacency
+
+
+def small_graph() -> sp.csr_matrix:
+    # user 3 and item 4 have no edges: their rows of Â must be zero, not NaN
+    rows, cols = [0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 3, 0]
+    return sp.csr_matrix((np.ones(6), (rows, cols)), shape=(4, 5))
+
+
+def dense_reference(r: np.ndarray, e0: np.ndarray, layers: int) -> np.ndarray:
+    u, i = r.shape
+    a = np.zeros((u + i, u + i))
+    a[:u, u:], a[u:, :u] = r, r.T
+    deg = a.sum(1)
+    d = np.where(deg > 0, 1 / np.sqrt(np.maximum(deg, 1e-12)), 0.0)
+    a_hat = d[:, None] * a * d[None, :]
+    out, layer = e0.copy(), e0.copy()
+    for _ in range(layers):
+        layer = a_hat @ layer
+        out += layer
+    return out / (layers + 1)
+
+
+def test_normalized_adjacency_matches_dense_formula():
+    r = small_graph()
+    a = normalized_adjacency(r).to_dense().numpy()
+    assert np.isfinite(a).all() and np.allclose(a, a.T)
+    # entry (user 0, item 1): 1 / sqrt(deg(u0) * deg(i1)) = 1 / sqrt(2 * 2)
+    assert a[0, 4 + 1] == pytest.approx(0.5)
+    assert not a[3].any() and not a[4 + 4].any()
+
+
+@pytest.mark.parametrize("layers", [0, 1, 3])
+def test_propagation_is_the_layer_mean(layers):
+    r = small_graph()
+    model = LightGCN(LightGCNConfig(embedding_dim=3, num_layers=layers), 4, 5).set_graph(r)
+    e0 = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach().double().numpy()
+    expected = dense_reference(r.toarray(), e0, layers)
+    users, items = model.propagate()
+    got = torch.cat([users, items]).detach().double().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_gradients_reach_layer0_and_one_propagation_per_step():
+    model = LightGCN(LightGCNConfig(embedding_dim=4, num_layers=2), 4, 5).set_graph(small_graph())
+    model.train()
+    users, items = torch.tensor([0, 2]), torch.tensor([[1, 3], [2, 4]])
+    loss = model.score(users, items).sum() + model.score_shared(users, torch.tensor([0, 1])).sum()
+    assert model._cache is not None  # both calls shared one propagation
+    cached = model._cache
+    loss.backward()
+    assert model._cache is None and cached is not None  # backward consumed it: next step re-propagates
+    # item 4 has no edges: only reachable through its own score, so its layer-0 grad is nonzero
+    assert model.item_emb.weight.grad.abs().sum() > 0 and model.user_emb.weight.grad[3].abs().sum() == 0
+
+
+def test_eval_bakes_embeddings_so_a_loaded_model_needs_no_graph():
+    torch.manual_seed(0)
+    model = LightGCN(LightGCNConfig(embedding_dim=4, num_layers=2), 4, 5).set_graph(small_graph())
+    model.eval()
+    fresh = LightGCN(LightGCNConfig(embedding_dim=4, num_layers=2), 4, 5)
+    fresh.load_state_dict(model.state_dict())
+    fresh.eval()
+    users = torch.arange(4)
+    assert torch.equal(fresh.score_all(users), model.score_all(users))
+    expected = model.propagate()[0][users] @ model.propagate()[1].T
+    torch.testing.assert_close(model.score_all(users), expected)
+
+
+def test_bad_config_and_graph_shape_raise():
+    with pytest.raises(LiverecError, match="num_layers"):
+        LightGCNConfig(num_layers=-1)
+    with pytest.raises(LiverecError, match="graph shape"):
+        LightGCN(LightGCNConfig(), 3, 5).set_graph(small_graph())
