@@ -25,6 +25,7 @@ PARAMS: dict[str, dict] = {
     "ease": {"l2": 50.0},
     "ials": {"embedding_dim": 8, "epochs": 8, "l2": 0.01},
     "lightgcn": {"embedding_dim": 16, "num_layers": 2},
+    "gfcf": {"num_factors": 8},
 }
 EXTRA_CASES = [
     ("mf", {"embedding_dim": 16, "use_bias": False}),

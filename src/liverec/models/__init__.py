@@ -7,6 +7,7 @@ from typing import Any
 from liverec.errors import LiverecError
 from liverec.models.base import Recommender, make_config
 from liverec.models.ease import EASE
+from liverec.models.gfcf import GFCF
 from liverec.models.ials import IALS
 from liverec.models.lightgcn import LightGCN
 from liverec.models.mf import MF
@@ -18,6 +19,7 @@ MODELS: dict[str, type[Recommender]] = {
     "neumf": NeuMF,
     "ease": EASE,
     "ials": IALS,
+    "gfcf": GFCF,
     "lightgcn": LightGCN,
     "pop": Pop,
 }
