@@ -64,6 +64,27 @@ class Recommender(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} is trained by the Trainer, not fit()")
 
 
+COLD_ITEM_SCORE = -1e30  # below any real score, still finite (top-k and metrics stay well defined)
+
+
+def cold_start_fallback(
+    scores: torch.Tensor, users: torch.Tensor, user_degree: torch.Tensor,
+    item_degree: torch.Tensor, items: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Rank for users and items the training data never saw, instead of trusting random vectors.
+
+    scores (B, M) for `users` (B,) and `items` (M,) or (B, M) (None: the whole catalogue). A user with
+    no training interaction gets item popularity (training degree) as scores; an item with none
+    scores below every seen item for everybody, so it is recommended only when nothing else is left.
+    """
+    item_deg = item_degree if items is None else item_degree[items]  # (I,) or (M,) or (B, M)
+    if item_deg.dim() == 1:
+        item_deg = item_deg.unsqueeze(0).expand_as(scores)
+    cold_user = (user_degree[users] == 0).unsqueeze(1)  # (B, 1)
+    scores = torch.where(cold_user, item_deg.to(scores.dtype), scores)
+    return torch.where(item_deg == 0, torch.full_like(scores, COLD_ITEM_SCORE), scores)
+
+
 def make_config(config_cls: type, params: dict[str, Any]) -> Any:
     """Build a config dataclass from a dict; unknown keys are an error, not silently ignored."""
     names = {f.name for f in fields(config_cls)}

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 import torch
 
 from liverec.errors import LiverecError
-from liverec.models.base import Recommender
+from liverec.models.base import Recommender, cold_start_fallback
 
 
 @dataclass
@@ -161,9 +161,13 @@ class GFCF(Recommender):
         return linear + self.config.ideal_weight * ideal * scale_back
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
-        """users (B,) -> (B, I) from their training histories."""
+        """users (B,) -> (B, I) from their training histories; popularity for users without one."""
         self._check_fitted()
-        return self.score_histories(self._history(users))
+        scores = self.score_histories(self._history(users))
+        user_degree = (self.norm_indptr[1:] - self.norm_indptr[:-1]).to(scores.dtype)  # (U,)
+        scale = self.item_scale
+        item_degree = torch.where(scale > 0, 1.0 / scale.clamp_min(1e-30).pow(2), 0.0)  # (I,)
+        return cold_start_fallback(scores, users, user_degree, item_degree)
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """users (B,), items (B, M) -> (B, M), gathered from this chunk's score_all."""

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from liverec.errors import LiverecError
-from liverec.models.base import Recommender
+from liverec.models.base import Recommender, cold_start_fallback
 
 
 @dataclass
@@ -95,6 +95,9 @@ class LightGCN(Recommender):
         # propagated embeddings, refreshed on eval(); saved with the weights
         self.register_buffer("final_user", torch.zeros(num_users, config.embedding_dim))
         self.register_buffer("final_item", torch.zeros(num_items, config.embedding_dim))
+        # training degrees: users/items outside the graph get the popularity fallback
+        self.register_buffer("user_degree", torch.zeros(num_users))
+        self.register_buffer("item_degree", torch.zeros(num_items))
         self.adjacency_: torch.Tensor | None = None  # Â, set by set_graph
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None  # this step's propagation
         self.reset_parameters()
@@ -113,6 +116,11 @@ class LightGCN(Recommender):
                 f"({self.num_users}, {self.num_items})"
             )
         self.adjacency_ = normalized_adjacency(train)
+        binary = sp.csr_matrix(train, copy=True)
+        binary.sum_duplicates()
+        binary.data[:] = 1.0
+        self.user_degree.copy_(torch.from_numpy(np.asarray(binary.sum(axis=1)).ravel()))
+        self.item_degree.copy_(torch.from_numpy(np.asarray(binary.sum(axis=0)).ravel()))
         self._cache = None
         self._refresh()
         return self
@@ -161,20 +169,27 @@ class LightGCN(Recommender):
         self._cache = None
         return super().train(mode)
 
+    def _fallback(self, scores, users, items=None) -> torch.Tensor:
+        """At inference, users/items without training edges: popularity (see cold_start_fallback)."""
+        if self.training or not self.user_degree.any():
+            return scores  # training batches only hold graph nodes; no graph yet: nothing to fall back on
+        return cold_start_fallback(scores, users, self.user_degree, self.item_degree, items)
+
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """users (B,), items (B, M) -> (B, M)."""
         eu, ei = self._embeddings()
-        return torch.bmm(ei[items], eu[users].unsqueeze(-1)).squeeze(-1)  # (B, M)
+        scores = torch.bmm(ei[items], eu[users].unsqueeze(-1)).squeeze(-1)  # (B, M)
+        return self._fallback(scores, users, items)
 
     def score_shared(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """users (B,), items (M,) -> (B, M)."""
         eu, ei = self._embeddings()
-        return eu[users] @ ei[items].T
+        return self._fallback(eu[users] @ ei[items].T, users, items)
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """users (B,) -> (B, I)."""
         eu, ei = self._embeddings()
-        return eu[users] @ ei.T
+        return self._fallback(eu[users] @ ei.T, users)
 
     def user_embeddings(self) -> torch.Tensor:
         return self._embeddings()[0].detach()
