@@ -1,0 +1,85 @@
+"""Approximate inner-product search with FAISS (HNSW graph or IVF inverted lists).
+
+Seen-item exclusion cannot be pushed into the ANN search, so each query over-fetches k + (its number
+of excluded items) candidates, drops the excluded ones, and re-searches with a larger fetch for the
+rare rows still short of k: no excluded item is ever returned and no row is silently cut short.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from liverec.errors import LiverecError
+from liverec.index.exact import check_k, check_vectors, exclusion_pairs
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError as err:  # optional extra
+        raise LiverecError("the FAISS index needs faiss-cpu: pip install 'liverec[serve]'") from err
+    return faiss
+
+
+class FaissIndex:
+    """`kind="hnsw"` (graph; ef_search trades speed for recall) or `"ivf"` (nlist clusters, nprobe)."""
+
+    def __init__(
+        self, item_vectors: np.ndarray, kind: str = "hnsw", hnsw_m: int = 32,
+        ef_construction: int = 200, ef_search: int = 128, nlist: int | None = None,
+        nprobe: int = 16,
+    ) -> None:
+        faiss = _faiss()
+        vectors = check_vectors(item_vectors, "item vectors")
+        self.num_items, self.dim = vectors.shape
+        self.kind = kind
+        if kind == "hnsw":
+            index = faiss.IndexHNSWFlat(self.dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = ef_construction
+            index.add(vectors)
+            index.hnsw.efSearch = ef_search
+        elif kind == "ivf":
+            nlist = nlist or max(1, min(self.num_items // 39, int(4 * np.sqrt(self.num_items))))
+            quantizer = faiss.IndexFlatIP(self.dim)
+            index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            index.train(vectors)  # faiss k-means is seeded (fixed default seed): reproducible
+            index.add(vectors)
+            index.nprobe = min(nprobe, nlist)
+        else:
+            raise LiverecError(f"faiss index kind must be 'hnsw' or 'ivf', got {kind!r}")
+        self.index = index
+        self._quantizer = quantizer if kind == "ivf" else None  # IVF does not own its quantizer
+
+    def search(
+        self, queries: np.ndarray, k: int, exclude: list[np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        check_k(k, self.num_items)
+        q = check_vectors(queries, "queries")
+        if q.shape[1] != self.dim:
+            raise LiverecError(f"queries have dimension {q.shape[1]}, the index {self.dim}")
+        num_q = q.shape[0]
+        rows, items = exclusion_pairs(exclude, num_q, self.num_items)
+        excluded_keys = np.unique(rows * self.num_items + items)  # sorted (row, item) keys
+        per_row = np.bincount(rows, minlength=num_q)
+        ids = np.full((num_q, k), -1, dtype=np.int64)
+        scores = np.full((num_q, k), -np.inf, dtype=np.float32)
+        todo = np.arange(num_q)
+        fetch = np.minimum(k + per_row, self.num_items)
+        while todo.size:
+            n = int(fetch[todo].max())
+            dist, found = self.index.search(q[todo], n)  # (T, n) each, -1 where nothing found
+            keys = todo[:, None] * self.num_items + found
+            pos = np.searchsorted(excluded_keys, keys)
+            hit = excluded_keys[np.minimum(pos, max(excluded_keys.size - 1, 0))] == keys \
+                if excluded_keys.size else np.zeros(found.shape, dtype=bool)
+            good = (found >= 0) & ~hit
+            # keep the good candidates in score order, padded with -1
+            order = np.argsort(~good, axis=1, kind="stable")[:, :k]
+            kept_ids = np.take_along_axis(np.where(good, found, -1), order, axis=1)
+            kept_scores = np.take_along_axis(np.where(good, dist, -np.inf), order, axis=1)
+            width = kept_ids.shape[1]
+            ids[todo, :width], scores[todo, :width] = kept_ids, kept_scores.astype(np.float32)
+            short = (good.sum(axis=1) < k) & (n < self.num_items)
+            todo = todo[short]
+            fetch[todo] = np.minimum(2 * n, self.num_items)  # rare: ANN missed too many; widen
+        return ids, scores
