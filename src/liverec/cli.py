@@ -275,6 +275,20 @@ def print_user(ds, model, uidx: int, k: int, n_history: int, recommend_for_user,
 
 
 @app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `liverec train`."),
+    to: Path = typer.Option(Path("registry"), "--to", help="Registry directory (created if absent)."),
+    index: str = typer.Option("exact", "--index", help="Item index: exact | hnsw | ivf."),
+) -> None:
+    """Publish a trained run as the next version of a model registry (atomic; `latest` moves last)."""
+    from liverec.registry import publish
+
+    with user_errors():
+        number = publish(run_dir, to, index=index)
+        console.print(f"published {run_dir} as version {number} -> {to / 'versions' / str(number)}")
+
+
+@app.command()
 def models() -> None:
     """List the available models and their options."""
     from liverec.models import MODELS

@@ -104,3 +104,12 @@ def test_shared_negatives_match_per_row_loss_and_drop_collisions():
 def test_shared_negatives_need_uniform_or_popularity():
     with pytest.raises(LiverecError, match="shared_negatives"):
         TrainConfig(shared_negatives=True, sampler="hard").validate()
+
+
+def test_auto_monitor_is_ndcg_at_largest_k():
+    from liverec.train.trainer import resolve_monitor
+
+    assert resolve_monitor("auto", {"HR@10": 0.5, "NDCG@10": 0.2, "NDCG@50": 0.3}) == "NDCG@50"
+    assert resolve_monitor("HR@10", {"HR@10": 0.5}) == "HR@10"
+    with pytest.raises(LiverecError, match="not computed"):
+        resolve_monitor("auto", {"HR@10": 0.5})

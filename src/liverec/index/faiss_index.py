@@ -50,6 +50,22 @@ class FaissIndex:
         self.index = index
         self._quantizer = quantizer if kind == "ivf" else None  # IVF does not own its quantizer
 
+    @classmethod
+    def from_file(
+        cls, path, kind: str, ef_search: int = 128, nprobe: int = 16
+    ) -> FaissIndex:
+        """Read an index written by `faiss.write_index` (FAISS's own binary format, not pickle)."""
+        faiss = _faiss()
+        obj = cls.__new__(cls)
+        obj.index = faiss.read_index(str(path))
+        obj.kind, obj._quantizer = kind, None
+        obj.num_items, obj.dim = obj.index.ntotal, obj.index.d
+        if kind == "hnsw":
+            obj.index.hnsw.efSearch = ef_search
+        else:
+            obj.index.nprobe = min(nprobe, obj.index.nlist)
+        return obj
+
     def search(
         self, queries: np.ndarray, k: int, exclude: list[np.ndarray] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -37,7 +37,7 @@ class TrainConfig:
     shared_negatives: bool = False  # one draw of num_negatives per batch, scored by all its rows
     eval_every: int = 1  # evaluate on the validation part every N epochs
     patience: int = 10  # evaluations without improvement before stopping; 0 = never stop early
-    monitor: str = "NDCG@20"  # validation metric used for early stopping and the best checkpoint
+    monitor: str = "auto"  # validation metric for early stopping and the best checkpoint; auto = NDCG at the largest k
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
     progress: bool = True  # Rich progress bars
@@ -70,6 +70,17 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise LiverecError("--device cuda was asked for but no CUDA GPU is available; use auto or cpu")
     return torch.device(name)
+
+
+def resolve_monitor(monitor: str, valid: dict[str, float]) -> str:
+    """The metric name to monitor: `auto` is NDCG at the largest k computed."""
+    if monitor == "auto":
+        ndcg = [name for name in valid if name.startswith("NDCG@")]
+        if ndcg:
+            return max(ndcg, key=lambda name: int(name.split("@")[1]))
+    if monitor not in valid:
+        raise LiverecError(f"train.monitor {monitor!r} is not computed; choose one of {sorted(valid)}")
+    return monitor
 
 
 @dataclass
@@ -153,12 +164,9 @@ class Trainer:
                 if evaluate is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
                     valid = evaluate(model)
                     record["valid"] = valid
-                    if cfg.monitor not in valid:
-                        raise LiverecError(
-                            f"train.monitor {cfg.monitor!r} is not computed; choose one of {sorted(valid)}"
-                        )
-                    if valid[cfg.monitor] > best_score:
-                        best_score, best_epoch, best_valid = valid[cfg.monitor], epoch, valid
+                    monitor = resolve_monitor(cfg.monitor, valid)
+                    if valid[monitor] > best_score:
+                        best_score, best_epoch, best_valid = valid[monitor], epoch, valid
                         best_state = copy.deepcopy(model.state_dict())
                         bad_evals = 0
                     else:
@@ -171,7 +179,7 @@ class Trainer:
                 if progress:
                     desc = f"epochs  loss {record['loss']:.4f}"
                     if "valid" in record:
-                        desc += f"  {cfg.monitor} {record['valid'][cfg.monitor]:.4f}"
+                        desc += f"  {monitor} {record['valid'][monitor]:.4f}"
                     progress.update(epochs_task, advance=1, description=desc)
                 if stop:
                     break

@@ -1,0 +1,178 @@
+"""Versioned model artifacts: publish a run into a registry, find the latest, load it without pickle.
+
+    REGISTRY/versions/N/   config.json  model.safetensors  users.json  items.json  metrics.json
+                           seen.safetensors (every known interaction, CSR)  manifest.json
+                           titles.json (when the data has titles)  index.faiss (ANN kinds only)
+    REGISTRY/latest        the newest complete version number, replaced last
+
+A version is written into a hidden `.N.partial` folder and renamed into place; `latest` is then
+replaced atomically, so a reader following `latest` never sees a half-written version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from liverec.data.vocab import IdVocab
+from liverec.errors import DataNotFoundError, LiverecError
+from liverec.index import INDEX_KINDS, Index, build_index
+from liverec.models.base import Recommender
+
+_RUN_FILES = ("config.json", "model.safetensors", "users.json", "items.json", "metrics.json")
+
+
+@dataclass
+class Artifact:
+    """A loaded registry version: everything the server needs to answer requests."""
+
+    version: int
+    model: Recommender
+    users: IdVocab
+    items: IdVocab
+    seen: sp.csr_matrix  # (U, I) every interaction known at export (excluded by default)
+    popularity: np.ndarray  # (I,) interaction counts: the fallback ranking for unknown users
+    manifest: dict
+    titles: dict = field(default_factory=dict)  # raw item id (as str) -> title
+    index: Index | None = None  # over item embeddings; None: score the catalogue with the model
+    user_vectors: np.ndarray | None = None  # (U, D) queries for `index`
+
+
+def latest_version(registry: str | Path) -> int | None:
+    """The number in REGISTRY/latest, or None when nothing was published yet."""
+    path = Path(registry) / "latest"
+    if not path.is_file():
+        return None
+    text = path.read_text().strip()
+    if not text.isdigit():
+        raise LiverecError(f"{path} should hold a version number, found {text[:40]!r}")
+    return int(text)
+
+
+def _next_slot(versions: Path) -> int:
+    taken = [int(p.name) for p in versions.iterdir() if p.name.isdigit()] if versions.is_dir() else []
+    return max(taken, default=0) + 1
+
+
+def publish(run_dir: str | Path, registry: str | Path, index: str = "exact") -> int:
+    """Export the run directory `run_dir` as the next version of `registry`; returns its number."""
+    from liverec.experiment import check_same_vocab, load_dataset, load_run
+
+    if index not in INDEX_KINDS:
+        raise LiverecError(f"--index must be one of {list(INDEX_KINDS)}, got {index!r}")
+    run_dir, registry = Path(run_dir), Path(registry)
+    cfg, model, users, items = load_run(run_dir)
+    ds = load_dataset(cfg)  # for the seen items and titles; must match the trained id space
+    check_same_vocab(ds, users, items)
+    parts = [p for p in (ds.train, ds.valid, ds.test) if p is not None and len(p)]
+    from liverec.data.interactions import Interactions
+
+    seen = Interactions.concat(parts).csr()
+    seen.sum_duplicates()
+    seen.data[:] = 1.0
+    popularity = np.asarray(ds.train.csr().sum(axis=0)).ravel().astype(np.float32)
+    item_vectors = model.item_embeddings()
+    if index != "exact" and item_vectors is None:
+        raise LiverecError(
+            f"{cfg.model} has no item embeddings for an ANN index; export with --index exact"
+        )
+    versions = registry / "versions"
+    versions.mkdir(parents=True, exist_ok=True)
+    partial = versions / f".{os.getpid()}-{time.time_ns()}.partial"
+    partial.mkdir()
+    try:
+        for name in _RUN_FILES:
+            shutil.copy2(run_dir / name, partial / name)
+        from safetensors.torch import save_file
+
+        save_file(
+            {
+                "indptr": torch.from_numpy(seen.indptr.astype(np.int64)),
+                "indices": torch.from_numpy(seen.indices.astype(np.int64)),
+                "popularity": torch.from_numpy(popularity),
+            },
+            str(partial / "seen.safetensors"),
+        )
+        titles = {str(raw): ds.item_titles[raw] for raw in ds.items.raw.tolist() if raw in ds.item_titles}
+        if titles:
+            (partial / "titles.json").write_text(json.dumps(titles))
+        if index != "exact":
+            import faiss
+
+            built = build_index(index, item_vectors.float().cpu().numpy())
+            faiss.write_index(built.index, str(partial / "index.faiss"))
+        manifest = {
+            "model": cfg.model, "data": cfg.data, "index": index,
+            "run": str(run_dir.resolve()), "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "users": len(users), "items": len(items),
+        }
+        while True:  # claim the next number; a concurrent publisher makes the rename fail
+            number = _next_slot(versions)
+            manifest["version"] = number
+            (partial / "manifest.json").write_text(json.dumps(manifest, indent=2))
+            try:
+                os.rename(partial, versions / str(number))
+                break
+            except OSError:
+                if not (versions / str(number)).exists():
+                    raise
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    tmp = registry / f".latest.{os.getpid()}"
+    tmp.write_text(f"{number}\n")
+    current = latest_version(registry)
+    if current is None or number > current:
+        os.replace(tmp, registry / "latest")
+    else:
+        tmp.unlink()
+    return number
+
+
+def load_version(registry: str | Path, version: int | None = None, device: str = "cpu") -> Artifact:
+    """Load `version` (default: latest) of `registry`: safetensors and JSON only, never pickle."""
+    from safetensors.torch import load_file
+
+    from liverec.experiment import load_run
+
+    registry = Path(registry)
+    number = latest_version(registry) if version is None else version
+    if number is None:
+        raise DataNotFoundError(f"{registry} has no published version; run `liverec export RUN --to {registry}`")
+    folder = registry / "versions" / str(number)
+    if not (folder / "manifest.json").is_file():
+        raise DataNotFoundError(f"version {number} not found in {registry}")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    _, model, users, items = load_run(folder, device=device)
+    seen_state = load_file(str(folder / "seen.safetensors"))
+    seen = sp.csr_matrix(
+        (np.ones(seen_state["indices"].numel(), dtype=np.float32), seen_state["indices"].numpy(),
+         seen_state["indptr"].numpy()),
+        shape=(len(users), len(items)),
+    )
+    titles = json.loads((folder / "titles.json").read_text()) if (folder / "titles.json").is_file() else {}
+    item_vectors, user_vectors = model.item_embeddings(), model.user_embeddings()
+    index = None
+    if item_vectors is not None and user_vectors is not None:
+        user_vectors = user_vectors.float().cpu().numpy()
+        if manifest.get("index", "exact") == "exact":
+            index = build_index("exact", item_vectors.float().cpu().numpy())
+        else:
+            from liverec.index.faiss_index import FaissIndex
+
+            index = FaissIndex.from_file(folder / "index.faiss", kind=manifest["index"])
+    else:
+        user_vectors = None
+    return Artifact(
+        version=number, model=model, users=users, items=items, seen=seen,
+        popularity=seen_state["popularity"].numpy(), manifest=manifest, titles=titles,
+        index=index, user_vectors=user_vectors,
+    )
