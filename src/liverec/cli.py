@@ -289,6 +289,37 @@ def export(
 
 
 @app.command()
+def serve(
+    registry: Path = typer.Argument(..., help="Registry directory written by `liverec export`."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback by default)."),
+    port: int = typer.Option(8000, "--port"),
+    token: str = typer.Option(
+        None, "--token", envvar="LIVEREC_TOKEN", help="Bearer token for write endpoints."
+    ),
+    poll: float = typer.Option(1.0, "--poll", help="Seconds between checks for a new version."),
+) -> None:
+    """Serve the registry's latest model over HTTP (docs at /docs); new versions are hot-swapped."""
+    import ipaddress
+
+    with user_errors():
+        loopback = host == "localhost" or (
+            host.replace(".", "").isdigit() and ipaddress.ip_address(host).is_loopback
+        )
+        if not loopback and not token:
+            raise LiverecError(
+                f"binding {host} exposes the API beyond this machine: set --token (or LIVEREC_TOKEN)"
+            )
+        if not registry.is_dir():
+            raise DataNotFoundError(f"registry {registry} does not exist; run `liverec export RUN --to {registry}`")
+        import uvicorn
+
+        from liverec.serve import create_app
+
+        uvicorn.run(create_app(registry, token=token, poll_seconds=poll), host=host, port=port,
+                    log_level="warning")
+
+
+@app.command()
 def models() -> None:
     """List the available models and their options."""
     from liverec.models import MODELS

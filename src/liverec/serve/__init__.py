@@ -1,0 +1,237 @@
+"""HTTP recommendation service: `create_app(registry)` builds the FastAPI app.
+
+The current artifact lives in one attribute; a request takes a reference to it once, so a hot swap
+(a background task that loads each newly published version and then replaces the reference) never
+changes the model under a request in flight.
+"""
+
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from liverec.registry import Artifact, latest_version, load_version
+from liverec.serve.schemas import (
+    EventsIn,
+    EventsOut,
+    Recommendation,
+    RecommendIn,
+    RecommendOut,
+    SimilarOut,
+)
+
+MAX_BODY_BYTES = 1 << 20  # 1 MiB per request body
+
+
+class ModelHolder:
+    """The served artifact plus the registry it comes from; `swap_if_newer` is the hot swap."""
+
+    def __init__(self, registry: Path) -> None:
+        self.registry = registry
+        self.artifact: Artifact | None = None
+
+    def swap_if_newer(self) -> bool:
+        newest = latest_version(self.registry)
+        if newest is None or (self.artifact is not None and newest <= self.artifact.version):
+            return False
+        artifact = load_version(self.registry, newest)  # loaded fully before anyone sees it
+        self.artifact = artifact  # one reference assignment: atomic for readers
+        return True
+
+
+def recommend(art: Artifact, req: RecommendIn) -> RecommendOut:
+    """Top-k for one request against one artifact (no global state)."""
+    items = art.items
+    unknown: list[str] = []
+
+    def encode(raw_ids: list[str] | None) -> np.ndarray | None:
+        if raw_ids is None:
+            return None
+        idx = items.encode(_typed(raw_ids, items.raw), missing="mask")
+        unknown.extend(r for r, i in zip(raw_ids, idx, strict=True) if i < 0)
+        return idx[idx >= 0]
+
+    allow, deny = encode(req.allow), encode(req.deny)
+    uidx = int(art.users.encode(_typed([req.user], art.users.raw), missing="mask")[0])
+    fallback = None
+    if uidx < 0:
+        fallback = "popularity"
+        scores = torch.from_numpy(art.popularity.astype(np.float32)).clone()
+    elif art.index is not None and allow is None:
+        exclude = [art.seen[uidx].indices] if req.exclude_seen else [np.zeros(0, np.int64)]
+        if deny is not None and deny.size:
+            exclude = [np.concatenate([exclude[0], deny])]
+        ids, sc = art.index.search(art.user_vectors[uidx : uidx + 1], req.k, exclude)
+        keep = ids[0] >= 0
+        return _response(art, ids[0][keep], sc[0][keep], None, unknown)
+    else:
+        with torch.no_grad():
+            scores = art.model.score_all(torch.tensor([uidx]))[0].float().clone()
+    mask = torch.zeros(len(items), dtype=torch.bool)
+    if uidx >= 0 and req.exclude_seen:
+        mask[torch.from_numpy(art.seen[uidx].indices.astype(np.int64))] = True
+    if deny is not None:
+        mask[torch.from_numpy(deny)] = True
+    if allow is not None:
+        allowed = torch.zeros(len(items), dtype=torch.bool)
+        allowed[torch.from_numpy(allow)] = True
+        mask |= ~allowed
+    scores[mask] = -torch.inf
+    k = min(req.k, int((~mask).sum()))
+    top = torch.topk(scores, k)
+    return _response(art, top.indices.numpy(), top.values.numpy(), fallback, unknown)
+
+
+def _typed(raw_ids: list[str], vocab_raw: np.ndarray) -> list:
+    """Request ids arrive as strings; match the vocabulary's own type (ints for most data sets)."""
+    if vocab_raw.dtype.kind in "iu":
+        return [int(r) if r.lstrip("-").isdigit() else -(2**62) for r in raw_ids]
+    return raw_ids
+
+
+def _response(art, idx, scores, fallback, unknown) -> RecommendOut:
+    raw = art.items.decode(idx) if len(idx) else []
+    recs = [
+        Recommendation(item=str(r), score=float(s), title=art.titles.get(str(r)))
+        for r, s in zip(raw, scores, strict=True)
+    ]
+    return RecommendOut(
+        items=recs, model_version=art.version, fallback=fallback, unknown_items=unknown
+    )
+
+
+def create_app(
+    registry: str | Path, token: str | None = None, poll_seconds: float = 1.0,
+    events_path: str | Path | None = None,
+):
+    """The FastAPI app serving the latest version of `registry` (hot-swapped as versions appear).
+
+    `token`: when set, POST /v1/events requires `Authorization: Bearer <token>`.
+    `events_path`: the SQLite event log (default REGISTRY/events.sqlite).
+    """
+    from fastapi import Depends, FastAPI, HTTPException, Query, Request
+    from fastapi.responses import JSONResponse, Response
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        CollectorRegistry,
+        Counter,
+        Gauge,
+        Histogram,
+        generate_latest,
+    )
+
+    from liverec.stream import Event, SQLiteEventLog
+
+    holder = ModelHolder(Path(registry))
+    metrics = CollectorRegistry()  # per app: several apps in one process do not collide
+    requests_total = Counter("liverec_requests_total", "Requests", ["endpoint", "status"], registry=metrics)
+    latency = Histogram(
+        "liverec_request_seconds", "Request latency", ["endpoint"], registry=metrics,
+        buckets=(0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+    )
+    version_gauge = Gauge("liverec_model_version", "Served model version", registry=metrics)
+    swaps = Counter("liverec_model_swaps_total", "Hot swaps performed", registry=metrics)
+
+    async def poll_registry() -> None:
+        while True:
+            await asyncio.sleep(poll_seconds)
+            with contextlib.suppress(Exception):  # a broken publish must not kill the server
+                if await asyncio.to_thread(holder.swap_if_newer):
+                    swaps.inc()
+                    version_gauge.set(holder.artifact.version)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        with contextlib.suppress(Exception):  # an empty registry: /readyz says 503 until a publish
+            await asyncio.to_thread(holder.swap_if_newer)
+        if holder.artifact is not None:
+            version_gauge.set(holder.artifact.version)
+        app.state.events = SQLiteEventLog(events_path or Path(registry) / "events.sqlite")
+        task = asyncio.create_task(poll_registry())
+        yield
+        task.cancel()
+        app.state.events.close()
+
+    app = FastAPI(title="liverec", version="1", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def limits_and_metrics(request: Request, call_next):
+        start = time.perf_counter()
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
+            response = JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, 413)
+        else:
+            try:
+                response = await call_next(request)
+            except Exception:  # never a stack trace in a response
+                response = JSONResponse({"detail": "internal error"}, 500)
+        endpoint = request.url.path
+        requests_total.labels(endpoint, str(response.status_code)).inc()
+        latency.labels(endpoint).observe(time.perf_counter() - start)
+        return response
+
+    def current() -> Artifact:
+        art = holder.artifact
+        if art is None:
+            raise HTTPException(503, "no model published yet; run `liverec export`")
+        return art
+
+    def require_token(request: Request) -> None:
+        if token is not None and request.headers.get("authorization") != f"Bearer {token}":
+            raise HTTPException(401, "missing or wrong bearer token")
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz():
+        art = holder.artifact
+        if art is None:
+            return JSONResponse({"status": "no model"}, 503)
+        return {"status": "ready", "model_version": art.version, "model": art.manifest.get("model")}
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/v1/recommend", response_model=RecommendOut)
+    def recommend_post(req: RecommendIn) -> RecommendOut:
+        return recommend(current(), req)
+
+    @app.get("/v1/recommend", response_model=RecommendOut)
+    def recommend_get(
+        user: str = Query(..., min_length=1, max_length=256),
+        k: int = Query(10, ge=1, le=1000),
+        exclude_seen: bool = True,
+    ) -> RecommendOut:
+        return recommend(current(), RecommendIn(user=user, k=k, exclude_seen=exclude_seen))
+
+    @app.get("/v1/similar-items", response_model=SimilarOut)
+    def similar_items(
+        item: str = Query(..., min_length=1, max_length=256), k: int = Query(10, ge=1, le=1000)
+    ) -> SimilarOut:
+        art = current()
+        idx = int(art.items.encode(_typed([item], art.items.raw), missing="mask")[0])
+        if idx < 0:
+            raise HTTPException(404, f"item {item!r} is unknown to model version {art.version}")
+        vectors = art.model.item_embeddings()
+        if vectors is None or art.index is None:
+            raise HTTPException(409, f"{art.manifest.get('model')} has no item embeddings")
+        query = vectors[idx : idx + 1].float().cpu().numpy()
+        ids, sc = art.index.search(query, k, [np.array([idx])])
+        keep = ids[0] >= 0
+        out = _response(art, ids[0][keep], sc[0][keep], None, [])
+        return SimilarOut(item=item, items=out.items, model_version=art.version)
+
+    @app.post("/v1/events", response_model=EventsOut, dependencies=[Depends(require_token)])
+    def post_events(body: EventsIn, request: Request) -> EventsOut:
+        events = [Event(e.user, e.item, e.type, e.value, e.timestamp) for e in body.events]
+        offsets = request.app.state.events.append(events)
+        return EventsOut(accepted=len(offsets), first_offset=offsets[0] if offsets else None)
+
+    return app
