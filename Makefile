@@ -17,8 +17,18 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
+DEMO_PORT ?= 8765
+
 demo: install
 	$(VENV)/bin/liverec demo
+	rm -rf runs/registry
+	$(VENV)/bin/liverec export runs/demo-mf --to runs/registry
+	@# serve the exported model, wait until it is ready, one curl round trip, stop the server
+	@$(VENV)/bin/liverec serve runs/registry --port $(DEMO_PORT) & pid=$$!; \
+	trap "kill $$pid 2>/dev/null" EXIT; \
+	for i in $$(seq 1 100); do curl -sf http://127.0.0.1:$(DEMO_PORT)/readyz >/dev/null && break; sleep 0.2; done; \
+	echo "$$ curl 'http://127.0.0.1:$(DEMO_PORT)/v1/recommend?user=196&k=5'"; \
+	curl -sf 'http://127.0.0.1:$(DEMO_PORT)/v1/recommend?user=196&k=5'; echo
 
 test: install
 	$(VENV)/bin/ruff check src tests benchmarks
