@@ -113,3 +113,16 @@ def test_auto_monitor_is_ndcg_at_largest_k():
     assert resolve_monitor("HR@10", {"HR@10": 0.5}) == "HR@10"
     with pytest.raises(LiverecError, match="not computed"):
         resolve_monitor("auto", {"HR@10": 0.5})
+
+
+def test_cosine_schedule_decays_to_zero_over_training():
+    from liverec.train.trainer import scheduled_lr
+
+    cfg = TrainConfig(epochs=4, lr=0.2, lr_schedule="cosine")
+    lrs = [scheduled_lr(cfg, e, i, 2) for e in range(1, 5) for i in range(2)]
+    assert lrs[0] == pytest.approx(0.2) and lrs == sorted(lrs, reverse=True)
+    assert scheduled_lr(cfg, 3, 0, 2) == pytest.approx(0.1)  # half way: half the rate
+    assert 0 < lrs[-1] < 0.01
+    assert scheduled_lr(TrainConfig(lr=0.2), 3, 1, 2) == 0.2
+    with pytest.raises(LiverecError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step").validate()

@@ -27,6 +27,7 @@ class TrainConfig:
     batch_size: int = 2048  # positive interactions per step
     lr: float = 1e-3  # learning rate
     optimizer: str = "adam"  # adam | adamw | sgd
+    lr_schedule: str = "constant"  # constant | cosine (per step, from lr down to 0 at the last epoch)
     weight_decay: float = 0.0  # decoupled (adamw) or coupled (adam) decay on all parameters
     l2: float = 0.0  # coefficient on model.regularization(batch) / batch_size (BPR-style L2)
     loss: str = "bpr"  # bpr | bce | softmax (sampled softmax over the negatives)
@@ -47,6 +48,8 @@ class TrainConfig:
             raise LiverecError("train.epochs and train.batch_size must be >= 1")
         if self.lr <= 0:
             raise LiverecError("train.lr must be > 0")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise LiverecError(f"train.lr_schedule must be constant or cosine, not {self.lr_schedule!r}")
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise LiverecError(f"train.optimizer must be adam, adamw or sgd, not {self.optimizer!r}")
         if self.loss not in ("bpr", "bce", "softmax"):
@@ -70,6 +73,14 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise LiverecError("--device cuda was asked for but no CUDA GPU is available; use auto or cpu")
     return torch.device(name)
+
+
+def scheduled_lr(cfg: TrainConfig, epoch: int, step: int, steps_per_epoch: int | None) -> float:
+    """Learning rate for `step` (0-based) of `epoch` (1-based); cosine reaches 0 after the last epoch."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    done = (epoch - 1 + (step / steps_per_epoch if steps_per_epoch else 0.0)) / cfg.epochs
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * done))
 
 
 def resolve_monitor(monitor: str, valid: dict[str, float]) -> str:
@@ -138,7 +149,10 @@ class Trainer:
                 epoch_batches = batches(epoch)
                 n = len(epoch_batches) if isinstance(epoch_batches, Sized) else None
                 task = progress.add_task(f"epoch {epoch}", total=n) if progress else None
-                for batch in epoch_batches:
+                for i, batch in enumerate(epoch_batches):
+                    if cfg.lr_schedule != "constant":
+                        for group in opt.param_groups:
+                            group["lr"] = scheduled_lr(cfg, epoch, i, n)
                     loss = step(model, batch)
                     if not torch.isfinite(loss):
                         raise LiverecError(
