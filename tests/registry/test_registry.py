@@ -79,6 +79,15 @@ def test_models_without_embeddings_have_no_index(runs, tmp_path):
         publish(ease_run, registry, index="hnsw")
 
 
+def test_publish_files_checks_shapes(runs, tmp_path):
+    import scipy.sparse as sp
+
+    from liverec.registry import publish_files
+
+    with pytest.raises(LiverecError, match="do not match"):
+        publish_files(runs[0], tmp_path / "registry", sp.csr_matrix((3, 3)), np.ones(3, np.float32))
+
+
 def test_bad_inputs_are_clear(runs, tmp_path):
     with pytest.raises(DataNotFoundError, match="no published version"):
         load_version(tmp_path / "empty")

@@ -63,22 +63,44 @@ def _next_slot(versions: Path) -> int:
 
 
 def publish(run_dir: str | Path, registry: str | Path, index: str = "exact") -> int:
-    """Export the run directory `run_dir` as the next version of `registry`; returns its number."""
+    """Export the run directory `run_dir` as the next version of `registry`; returns its number.
+
+    The run's data set is read again for what serving needs besides the weights: every known
+    interaction (excluded from recommendations by default), training popularity and item titles.
+    """
+    from liverec.data.interactions import Interactions
     from liverec.experiment import check_same_vocab, load_dataset, load_run
+
+    if index not in INDEX_KINDS:
+        raise LiverecError(f"--index must be one of {list(INDEX_KINDS)}, got {index!r}")
+    cfg, _, users, items = load_run(run_dir)
+    ds = load_dataset(cfg)
+    check_same_vocab(ds, users, items)
+    seen = Interactions.concat([p for p in (ds.train, ds.valid, ds.test) if p is not None and len(p)]).csr()
+    popularity = np.asarray((ds.train.csr() > 0).sum(axis=0)).ravel().astype(np.float32)
+    titles = {str(raw): ds.item_titles[raw] for raw in ds.items.raw.tolist() if raw in ds.item_titles}
+    return publish_files(run_dir, registry, seen, popularity, titles, index=index)
+
+
+def publish_files(
+    run_dir: str | Path, registry: str | Path, seen: sp.spmatrix, popularity: np.ndarray,
+    titles: dict[str, str] | None = None, index: str = "exact",
+) -> int:
+    """Publish a run directory with explicit serving data: `seen` (U, I) interactions to exclude,
+    `popularity` (I,) fallback scores, optional titles. Atomic; returns the version number."""
+    from liverec.experiment import load_run
 
     if index not in INDEX_KINDS:
         raise LiverecError(f"--index must be one of {list(INDEX_KINDS)}, got {index!r}")
     run_dir, registry = Path(run_dir), Path(registry)
     cfg, model, users, items = load_run(run_dir)
-    ds = load_dataset(cfg)  # for the seen items and titles; must match the trained id space
-    check_same_vocab(ds, users, items)
-    parts = [p for p in (ds.train, ds.valid, ds.test) if p is not None and len(p)]
-    from liverec.data.interactions import Interactions
-
-    seen = Interactions.concat(parts).csr()
+    seen = sp.csr_matrix(seen, dtype=np.float32, copy=True)
     seen.sum_duplicates()
-    seen.data[:] = 1.0
-    popularity = np.asarray(ds.train.csr().sum(axis=0)).ravel().astype(np.float32)
+    if seen.shape != (len(users), len(items)) or popularity.shape != (len(items),):
+        raise LiverecError(
+            f"seen {seen.shape} / popularity {popularity.shape} do not match the run's "
+            f"{len(users)} users x {len(items)} items"
+        )
     item_vectors = model.item_embeddings()
     if index != "exact" and item_vectors is None:
         raise LiverecError(
@@ -97,11 +119,10 @@ def publish(run_dir: str | Path, registry: str | Path, index: str = "exact") -> 
             {
                 "indptr": torch.from_numpy(seen.indptr.astype(np.int64)),
                 "indices": torch.from_numpy(seen.indices.astype(np.int64)),
-                "popularity": torch.from_numpy(popularity),
+                "popularity": torch.from_numpy(np.ascontiguousarray(popularity, dtype=np.float32)),
             },
             str(partial / "seen.safetensors"),
         )
-        titles = {str(raw): ds.item_titles[raw] for raw in ds.items.raw.tolist() if raw in ds.item_titles}
         if titles:
             (partial / "titles.json").write_text(json.dumps(titles))
         if index != "exact":
