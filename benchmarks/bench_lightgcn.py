@@ -2,7 +2,9 @@
 
     python benchmarks/bench_lightgcn.py [--fractions 0.25 0.5 1.0] [--batch-size 16384] [--steps 10]
 
-Per fraction: nnz of the (U+I)² adjacency, seconds per training step (propagation forward and
+First, one propagation layer forward + backward on the full graph (one thread): torch's generic
+sparse-CSR backward against LightGCN's symmetric one, and the bare Â @ E. Then, per fraction: nnz of
+the (U+I)² adjacency, seconds per training step (propagation forward and
 backward + BPR on one batch + Adam) and the implied seconds per epoch. Without LIVEREC_DATA, synthetic
 data of Gowalla's shape is used. Expected: time per step grows linearly with nnz (O(nnz·D) per layer).
 """
@@ -17,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from liverec.models.lightgcn import LightGCN, LightGCNConfig
+from liverec.models.lightgcn import LightGCN, LightGCNConfig, _SymmetricSpMM, normalized_adjacency
 from liverec.train.pairwise import PairBatch, pair_loss
 from liverec.train.trainer import TrainConfig, make_optimizer
 
@@ -36,6 +38,28 @@ def gowalla_train() -> sp.csr_matrix:
                          shape=(users, items))
 
 
+def layer_costs(train: sp.csr_matrix, dim: int, reps: int = 5) -> None:
+    adjacency = normalized_adjacency(train)
+    emb = torch.randn(adjacency.shape[0], dim, requires_grad=True)
+
+    def seconds(fn) -> float:
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        return (time.perf_counter() - t0) / reps
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    generic = seconds(lambda: torch.sparse.mm(adjacency, emb).sum().backward())
+    custom = seconds(lambda: _SymmetricSpMM.apply(adjacency, emb).sum().backward())
+    with torch.no_grad():
+        bare = seconds(lambda: adjacency @ emb)
+    torch.set_num_threads(threads)
+    print(f"one layer, 1 thread: generic fwd+bwd {generic:.3f} s, symmetric fwd+bwd {custom:.3f} s, "
+          f"A @ E alone {bare:.3f} s")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 1.0])
@@ -43,7 +67,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--dim", type=int, default=64)
     args = p.parse_args()
-    full = gowalla_train().tocoo()
+    train_full = gowalla_train()
+    layer_costs(train_full, args.dim)
+    full = train_full.tocoo()
     rng = np.random.default_rng(0)
     print(f"threads={torch.get_num_threads()} batch={args.batch_size} d={args.dim}")
     print("| fraction | train edges | adjacency nnz | s/step | steps/epoch | s/epoch |")

@@ -107,14 +107,14 @@ def direct_index(registry: Path, users: int, queries: int = 2000) -> dict:
     ids = []
     for u in picked:  # one query at a time, like the server
         t0 = time.perf_counter()
-        found, _ = art.index.search(art.user_vectors[u : u + 1], 10, [art.seen[u].indices])
+        found, _ = art.index.search(art.user_vectors[u : u + 1], 10, [art.seen_items(u)])
         t.append(time.perf_counter() - t0)
         ids.append(found[0])
     out = {"direct_p50_ms": round(float(np.percentile(t, 50)) * 1000, 3),
            "direct_p99_ms": round(float(np.percentile(t, 99)) * 1000, 3)}
     if art.manifest["index"] != "exact":
-        exact = build_index("exact", art.model.item_embeddings().numpy())
-        truth, _ = exact.search(art.user_vectors[picked], 10, [art.seen[u].indices for u in picked])
+        exact = build_index("exact", art.item_vectors)
+        truth, _ = exact.search(art.user_vectors[picked], 10, [art.seen_items(u) for u in picked])
         out["recall@10_vs_exact"] = round(recall_vs_exact(np.array(ids), truth), 4)
     return out
 

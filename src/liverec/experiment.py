@@ -160,15 +160,21 @@ def save_run(path: Path, cfg: RunConfig, model: Recommender, ds: Dataset, metric
         (path / "history.jsonl").write_text("")
 
 
+def load_run_config(path: str | Path) -> tuple[RunConfig, IdVocab, IdVocab]:
+    """A run directory's config and vocabularies, without loading the weights."""
+    path = Path(path)
+    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+        raise DataNotFoundError(f"{path} is not a liverec run directory (no config.json/model.safetensors)")
+    cfg = RunConfig.from_json(json.loads((path / "config.json").read_text()))
+    return cfg, IdVocab.load(path / "users.json"), IdVocab.load(path / "items.json")
+
+
 def load_run(path: str | Path, device: str = "cpu") -> tuple[RunConfig, Recommender, IdVocab, IdVocab]:
     """Read a run directory back: its config, the model with weights, and the vocabularies."""
     from safetensors.torch import load_file
 
     path = Path(path)
-    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
-        raise DataNotFoundError(f"{path} is not a liverec run directory (no config.json/model.safetensors)")
-    cfg = RunConfig.from_json(json.loads((path / "config.json").read_text()))
-    users, items = IdVocab.load(path / "users.json"), IdVocab.load(path / "items.json")
+    cfg, users, items = load_run_config(path)
     model = build_model(cfg.model, cfg.params, len(users), len(items))
     model.load_state_dict(load_file(str(path / "model.safetensors")))
     return cfg, model.to(resolve_device(device)).eval(), users, items

@@ -47,6 +47,16 @@ def test_unknown_ids_masked(values, queries):
             assert vocab.raw[g] == q
 
 
+@settings(max_examples=40, deadline=None)
+@given(int_ids)
+def test_text_ids_match_one_by_one(values):
+    # ids typed as text (CLI, HTTP): a non-integer among them is unknown, the others still match
+    vocab, encoded = IdVocab.from_raw(np.array(values, dtype=np.int64))
+    queries = [str(v) for v in values] + ["x", "1.5", "", "99999999999999999999"]
+    got = vocab.encode(queries, missing="mask").tolist()
+    assert got == encoded.tolist() + [-1, -1, -1, -1]
+
+
 def test_sorted_indices_and_errors(tmp_path):
     vocab, encoded = IdVocab.from_raw(np.array([30, 10, 20, 10]))
     assert vocab.raw.tolist() == [10, 20, 30] and encoded.tolist() == [2, 0, 1, 0]

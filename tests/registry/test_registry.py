@@ -58,12 +58,12 @@ def test_loaded_artifact_ranks_like_the_model(runs, tmp_path, kind):
     art = load_version(registry)
     assert art.index is not None and art.user_vectors is not None
     users = np.arange(10)
-    exclude = [art.seen[u].indices for u in users]
+    exclude = [art.seen_items(u) for u in users]
     ids, _ = art.index.search(art.user_vectors[users], 5, exclude)
     with torch.no_grad():
         scores = art.model.score_all(torch.from_numpy(users)).numpy()
     for row, u in enumerate(users):
-        scores[row, art.seen[u].indices] = -np.inf
+        scores[row, art.seen_items(u)] = -np.inf
     expected = np.argsort(-scores, axis=1, kind="stable")[:, :5]
     agree = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(ids, expected, strict=True)])
     assert agree >= (0.999 if kind == "exact" else 0.9)

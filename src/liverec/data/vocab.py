@@ -10,6 +10,21 @@ import numpy as np
 
 from liverec.errors import LiverecError
 
+_NOT_AN_INT = np.iinfo(np.int64).min  # never a raw id: text ids that are not integers stay unknown
+
+
+def _parse_int_ids(values: np.ndarray) -> np.ndarray:
+    """Text ids -> int64, each on its own: one non-integer id does not make the others unknown."""
+    text = np.char.strip(np.asarray(values).astype(str))
+    digits = np.where(np.char.startswith(text, "-"), np.char.replace(text, "-", "", count=1), text)
+    width = np.char.str_len(digits)
+    ok = np.char.isdigit(digits) & (
+        (width < 19) | ((width == 19) & (digits <= str(np.iinfo(np.int64).max)))  # fits int64
+    )
+    out = np.full(text.shape, _NOT_AN_INT, dtype=np.int64)
+    out[ok] = text[ok].astype(np.int64)
+    return out
+
 
 @dataclass(frozen=True)
 class IdVocab:
@@ -30,10 +45,7 @@ class IdVocab:
         """Raw ids -> indices. `missing="raise"` errors on unknown ids, `"mask"` gives -1."""
         values = np.asarray(values)
         if self.raw.dtype.kind in "iu" and values.dtype.kind in "UOS":
-            try:
-                values = values.astype(np.int64)
-            except ValueError:
-                values = np.full(len(values), np.iinfo(np.int64).min)
+            values = _parse_int_ids(values)
         elif self.raw.dtype.kind in "UO" and values.dtype.kind not in "UO":
             values = values.astype(str)
         pos = np.searchsorted(self.raw, values)

@@ -21,9 +21,14 @@ def check_vectors(vectors: np.ndarray, what: str) -> np.ndarray:
     return arr
 
 
-def check_k(k: int, num_items: int | None = None) -> None:
+def check_queries(queries: np.ndarray, k: int, dim: int) -> np.ndarray:
+    """Validated (Q, dim) float32 queries for a top-`k` search, or a clear error."""
     if not isinstance(k, int | np.integer) or k <= 0:
         raise LiverecError(f"k must be a positive integer, got {k!r}")
+    q = check_vectors(queries, "queries")
+    if q.shape[1] != dim:
+        raise LiverecError(f"queries have dimension {q.shape[1]}, the index {dim}")
+    return q
 
 
 def exclusion_pairs(exclude: list[np.ndarray] | None, num_queries: int, num_items: int):
@@ -54,10 +59,7 @@ class ExactIndex:
     def search(
         self, queries: np.ndarray, k: int, exclude: list[np.ndarray] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        check_k(k, self.num_items)
-        q = check_vectors(queries, "queries")
-        if q.shape[1] != self.dim:
-            raise LiverecError(f"queries have dimension {q.shape[1]}, the index {self.dim}")
+        q = check_queries(queries, k, self.dim)
         rows, items = exclusion_pairs(exclude, q.shape[0], self.num_items)
         kk = min(k, self.num_items)
         ids = np.full((q.shape[0], k), -1, dtype=np.int64)

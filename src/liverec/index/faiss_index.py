@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from liverec.errors import LiverecError
-from liverec.index.exact import check_k, check_vectors, exclusion_pairs
+from liverec.index.exact import check_queries, check_vectors, exclusion_pairs
 
 
 def _faiss():
@@ -69,10 +69,7 @@ class FaissIndex:
     def search(
         self, queries: np.ndarray, k: int, exclude: list[np.ndarray] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        check_k(k, self.num_items)
-        q = check_vectors(queries, "queries")
-        if q.shape[1] != self.dim:
-            raise LiverecError(f"queries have dimension {q.shape[1]}, the index {self.dim}")
+        q = check_queries(queries, k, self.dim)
         num_q = q.shape[0]
         rows, items = exclusion_pairs(exclude, num_q, self.num_items)
         excluded_keys = np.unique(rows * self.num_items + items)  # sorted (row, item) keys

@@ -10,7 +10,6 @@ state dict scores on its own.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 
 from liverec.errors import LiverecError
 from liverec.models.base import Recommender
+from liverec.models.sparse import binarize, gather_rows, take_saved_shapes, torch_csr
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -76,11 +76,7 @@ class EASE(Recommender):
         self, state_dict: dict[str, torch.Tensor], prefix: str, *args: Any, **kwargs: Any
     ) -> None:
         # B and the history indices have data-dependent sizes: take the saved shapes first
-        for name in ("item_weights", "train_indices"):
-            saved = state_dict.get(prefix + name)
-            if saved is not None:
-                own = getattr(self, name)
-                setattr(self, name, torch.empty(saved.shape, dtype=own.dtype, device=own.device))
+        take_saved_shapes(self, state_dict, prefix, ("item_weights", "train_indices"))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def fit(self, train: sp.csr_matrix, generator: torch.Generator | None = None) -> EASE:
@@ -89,10 +85,7 @@ class EASE(Recommender):
             raise LiverecError(
                 f"ease: training matrix is {train.shape}, model is ({self.num_users}, {self.num_items})"
             )
-        x = sp.csr_matrix(train, dtype=np.float32, copy=True)
-        x.sum_duplicates()
-        x.eliminate_zeros()
-        x.data[:] = 1.0
+        x = binarize(train)
         np_dtype = np.float32 if self.config.dtype == "float32" else np.float64
         device = self.train_indptr.device
         gram = (x.T @ x).astype(np_dtype).toarray()  # (I, I), Fortran order from scipy
@@ -111,22 +104,9 @@ class EASE(Recommender):
 
     def _history(self, users: torch.Tensor) -> torch.Tensor:
         """Sparse CSR (B, I) of the users' training rows, gathered without a loop over users."""
-        start = self.train_indptr[users]  # (B,)
-        lengths = self.train_indptr[users + 1] - start  # (B,)
-        crow = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)])  # (B + 1,) row starts
-        owner = torch.repeat_interleave(torch.arange(users.shape[0], device=users.device), lengths)
-        # position of each output entry in train_indices: its row start + its offset in the row
-        pos = torch.arange(owner.shape[0], device=users.device) - crow[owner] + start[owner]
+        crow, owner, cols = gather_rows(self.train_indptr, self.train_indices, users)
         values = torch.ones(owner.shape[0], dtype=self.item_weights.dtype, device=users.device)
-        with warnings.catch_warnings():  # torch flags sparse CSR as beta on first use
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.sparse_csr_tensor(
-                crow,
-                self.train_indices[pos],
-                values,
-                size=(users.shape[0], self.num_items),
-                check_invariants=False,
-            )
+        return torch_csr(crow, cols, values, (users.shape[0], self.num_items))
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """users (B,) -> (B, I): X_u B for the users' training histories."""

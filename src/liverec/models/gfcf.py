@@ -14,7 +14,6 @@ randomised SVD of the sparse R̃ (Halko et al.), seeded.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ import torch
 
 from liverec.errors import LiverecError
 from liverec.models.base import Recommender, cold_start_fallback
+from liverec.models.sparse import binarize, gather_rows, take_saved_shapes, torch_csr
 
 
 @dataclass
@@ -41,12 +41,6 @@ class GFCFConfig:
             raise LiverecError(f"gfcf: svd_iters must be >= 0, got {self.svd_iters}")
 
 
-def _csr(indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tensor, shape) -> torch.Tensor:
-    with warnings.catch_warnings():  # torch flags sparse CSR as beta on first use
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(indptr, indices, values, size=shape, check_invariants=False)
-
-
 class GFCF(Recommender):
     """Linear + ideal low-pass graph filter; `fit` once (no gradient training)."""
 
@@ -59,17 +53,15 @@ class GFCF(Recommender):
         self.register_buffer("norm_indptr", torch.zeros(num_users + 1, dtype=torch.int64))
         self.register_buffer("norm_indices", torch.zeros(0, dtype=torch.int64))
         self.register_buffer("norm_values", torch.zeros(0))
-        self.register_buffer("item_scale", torch.zeros(num_items))  # D_i^-1/2 (0 for unseen items)
+        self.register_buffer("item_degree", torch.zeros(num_items))  # training interactions per item
         self.register_buffer("item_factors", torch.zeros(num_items, 0))  # V: (I, k)
+        self._transposed: torch.Tensor | None = None  # R̃ᵀ as CSR, built on first use after fit/load
 
     def _load_from_state_dict(
         self, state_dict: dict[str, torch.Tensor], prefix: str, *args: Any, **kwargs: Any
     ) -> None:
-        for name in ("norm_indices", "norm_values", "item_factors"):  # data-dependent sizes
-            saved = state_dict.get(prefix + name)
-            if saved is not None:
-                own = getattr(self, name)
-                setattr(self, name, torch.empty(saved.shape, dtype=own.dtype, device=own.device))
+        take_saved_shapes(self, state_dict, prefix, ("norm_indices", "norm_values", "item_factors"))
+        self._transposed = None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def fit(self, train: sp.csr_matrix, generator: torch.Generator | None = None) -> GFCF:
@@ -78,11 +70,7 @@ class GFCF(Recommender):
             raise LiverecError(
                 f"gfcf: training matrix is {train.shape}, model is ({self.num_users}, {self.num_items})"
             )
-        r = sp.csr_matrix(train, dtype=np.float32, copy=True)
-        r.sum_duplicates()
-        r.eliminate_zeros()
-        r.data[:] = 1.0
-        r.sort_indices()
+        r = binarize(train)
         user_deg = np.asarray(r.sum(axis=1)).ravel()
         item_deg = np.asarray(r.sum(axis=0)).ravel()
         du = np.zeros_like(user_deg)
@@ -95,8 +83,9 @@ class GFCF(Recommender):
         self.norm_indptr = torch.from_numpy(norm.indptr.astype(np.int64)).to(device)
         self.norm_indices = torch.from_numpy(norm.indices.astype(np.int64)).to(device)
         self.norm_values = torch.from_numpy(norm.data).to(device)
-        self.item_scale = torch.from_numpy(di).to(device)
+        self.item_degree = torch.from_numpy(item_deg).to(device)
         self.item_factors = self._top_right_singular_vectors(norm, generator).to(device)
+        self._transposed = None
         return self
 
     def _top_right_singular_vectors(self, norm: sp.csr_matrix, generator) -> torch.Tensor:
@@ -120,33 +109,26 @@ class GFCF(Recommender):
             raise LiverecError("gfcf: the model is not fitted; call fit(train) or load a saved state")
 
     def _norm_matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """R̃ (U, I) and R̃ᵀ (I, U) as sparse CSR; the transpose is built once per fitted state."""
-        key = (self.norm_values.data_ptr(), self.norm_values.device)
-        if getattr(self, "_transposed_key", None) != key:
-            shape = (self.num_users, self.num_items)
+        """R̃ (U, I) and R̃ᵀ (I, U) as sparse CSR; R̃ᵀ is built once per fitted or loaded state."""
+        shape = (self.num_users, self.num_items)
+        norm = torch_csr(self.norm_indptr, self.norm_indices, self.norm_values, shape)
+        if self._transposed is None or self._transposed.device != self.norm_values.device:
             m = sp.csr_matrix(
                 (self.norm_values.cpu().numpy(), self.norm_indices.cpu().numpy(),
                  self.norm_indptr.cpu().numpy()), shape=shape,
             ).T.tocsr()
             dev = self.norm_values.device
-            self._transposed = _csr(
-                torch.from_numpy(m.indptr.astype(np.int64)).to(dev),
-                torch.from_numpy(m.indices.astype(np.int64)).to(dev),
+            self._transposed = torch_csr(
+                torch.from_numpy(m.indptr).to(dev), torch.from_numpy(m.indices).to(dev),
                 torch.from_numpy(m.data).to(dev), m.shape,
             )
-            self._transposed_key = key
-        norm = _csr(self.norm_indptr, self.norm_indices, self.norm_values, (self.num_users, self.num_items))
         return norm, self._transposed
 
     def _history(self, users: torch.Tensor) -> torch.Tensor:
         """Dense (B, I) binary training rows of `users`, gathered without a loop over users."""
-        start = self.norm_indptr[users]  # (B,)
-        lengths = self.norm_indptr[users + 1] - start  # (B,)
-        owner = torch.repeat_interleave(torch.arange(users.shape[0], device=users.device), lengths)
-        offsets = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)[:-1]])  # (B,)
-        pos = torch.arange(owner.shape[0], device=users.device) - offsets[owner] + start[owner]
+        _, owner, cols = gather_rows(self.norm_indptr, self.norm_indices, users)
         x = torch.zeros(users.shape[0], self.num_items, device=users.device)
-        x[owner, self.norm_indices[pos]] = 1.0
+        x[owner, cols] = 1.0
         return x
 
     def score_histories(self, x: torch.Tensor) -> torch.Tensor:
@@ -156,18 +138,18 @@ class GFCF(Recommender):
         if self.item_factors.shape[1] == 0:
             return linear
         v = self.item_factors  # (I, k)
-        ideal = ((x * self.item_scale) @ v) @ v.T  # (B, I)
-        scale_back = torch.where(self.item_scale > 0, 1.0 / self.item_scale, 0.0)  # D_i^1/2
+        seen = self.item_degree > 0
+        scale = torch.where(seen, self.item_degree.clamp_min(1.0).rsqrt(), 0.0)  # D_i^-1/2
+        scale_back = torch.where(seen, self.item_degree.sqrt(), 0.0)  # D_i^1/2
+        ideal = ((x * scale) @ v) @ v.T  # (B, I)
         return linear + self.config.ideal_weight * ideal * scale_back
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """users (B,) -> (B, I) from their training histories; popularity for users without one."""
         self._check_fitted()
         scores = self.score_histories(self._history(users))
-        user_degree = (self.norm_indptr[1:] - self.norm_indptr[:-1]).to(scores.dtype)  # (U,)
-        scale = self.item_scale
-        item_degree = torch.where(scale > 0, 1.0 / scale.clamp_min(1e-30).pow(2), 0.0)  # (I,)
-        return cold_start_fallback(scores, users, user_degree, item_degree)
+        user_degree = self.norm_indptr[1:] - self.norm_indptr[:-1]  # (U,)
+        return cold_start_fallback(scores, users, user_degree, self.item_degree)
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """users (B,), items (B, M) -> (B, M), gathered from this chunk's score_all."""

@@ -15,7 +15,6 @@ eval mode, so a saved model scores (and serves) without the graph.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +24,7 @@ from torch import nn
 
 from liverec.errors import LiverecError
 from liverec.models.base import Recommender, cold_start_fallback
+from liverec.models.sparse import binarize, torch_csr
 
 
 @dataclass
@@ -47,30 +47,21 @@ def normalized_adjacency(train: sp.spmatrix) -> torch.Tensor:
 
     Interactions are binarised; nodes without edges get zero rows (no division by zero).
     """
-    r = sp.csr_matrix(train, dtype=np.float32, copy=True)
-    r.sum_duplicates()
-    r.data[:] = 1.0
+    r = binarize(train)
     a = sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)  # (U+I, U+I)
     deg = np.asarray(a.sum(axis=1)).ravel()
     inv_sqrt = np.zeros_like(deg)
     np.power(deg, -0.5, out=inv_sqrt, where=deg > 0)
     a = sp.csr_matrix(sp.diags(inv_sqrt) @ a @ sp.diags(inv_sqrt), dtype=np.float32)
     a.sort_indices()
-    with warnings.catch_warnings():  # "sparse CSR support is in beta": spmm is all we use
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(a.indptr.astype(np.int64)),
-            torch.from_numpy(a.indices.astype(np.int64)),
-            torch.from_numpy(a.data),
-            size=a.shape,
-            check_invariants=False,  # built by scipy: sorted, in range
-        )
+    return torch_csr(a.indptr, a.indices, a.data, a.shape)
 
 
 class _SymmetricSpMM(torch.autograd.Function):
     """y = Â x for a symmetric sparse Â; backward is Â g again (no transpose, no grad for Â).
 
-    torch's generic sparse-CSR backward builds Âᵀ on every call: this is ~3x faster per layer.
+    torch's generic sparse-CSR backward builds Âᵀ on every call; this one measured 2.3-2.6x faster
+    per layer (benchmarks/bench_lightgcn.py).
     """
 
     @staticmethod
@@ -115,10 +106,8 @@ class LightGCN(Recommender):
                 f"lightgcn: graph shape {train.shape} != (num_users, num_items) "
                 f"({self.num_users}, {self.num_items})"
             )
-        self.adjacency_ = normalized_adjacency(train)
-        binary = sp.csr_matrix(train, copy=True)
-        binary.sum_duplicates()
-        binary.data[:] = 1.0
+        binary = binarize(train)
+        self.adjacency_ = normalized_adjacency(binary)
         self.user_degree.copy_(torch.from_numpy(np.asarray(binary.sum(axis=1)).ravel()))
         self.item_degree.copy_(torch.from_numpy(np.asarray(binary.sum(axis=0)).ravel()))
         self._cache = None

@@ -44,6 +44,11 @@ class Artifact:
     titles: dict = field(default_factory=dict)  # raw item id (as str) -> title
     index: Index | None = None  # over item embeddings; None: score the catalogue with the model
     user_vectors: np.ndarray | None = None  # (U, D) queries for `index`
+    item_vectors: np.ndarray | None = None  # (I, D) the indexed vectors (similar-item queries)
+
+    def seen_items(self, user: int) -> np.ndarray:
+        """Item indices `user` interacted with (a view into `seen`, no copy)."""
+        return self.seen.indices[self.seen.indptr[user] : self.seen.indptr[user + 1]]
 
 
 def latest_version(registry: str | Path) -> int | None:
@@ -69,11 +74,11 @@ def publish(run_dir: str | Path, registry: str | Path, index: str = "exact") -> 
     interaction (excluded from recommendations by default), training popularity and item titles.
     """
     from liverec.data.interactions import Interactions
-    from liverec.experiment import check_same_vocab, load_dataset, load_run
+    from liverec.experiment import check_same_vocab, load_dataset, load_run_config
 
-    if index not in INDEX_KINDS:
+    if index not in INDEX_KINDS:  # fail before reading the data set
         raise LiverecError(f"--index must be one of {list(INDEX_KINDS)}, got {index!r}")
-    cfg, _, users, items = load_run(run_dir)
+    cfg, users, items = load_run_config(run_dir)  # the weights are loaded once, by publish_files
     ds = load_dataset(cfg)
     check_same_vocab(ds, users, items)
     seen = Interactions.concat([p for p in (ds.train, ds.valid, ds.test) if p is not None and len(p)]).csr()
@@ -180,20 +185,20 @@ def load_version(registry: str | Path, version: int | None = None, device: str =
         shape=(len(users), len(items)),
     )
     titles = json.loads((folder / "titles.json").read_text()) if (folder / "titles.json").is_file() else {}
-    item_vectors, user_vectors = model.item_embeddings(), model.user_embeddings()
-    index = None
+    item_vectors, user_vectors, index = model.item_embeddings(), model.user_embeddings(), None
     if item_vectors is not None and user_vectors is not None:
+        item_vectors = item_vectors.float().cpu().numpy()
         user_vectors = user_vectors.float().cpu().numpy()
         if manifest.get("index", "exact") == "exact":
-            index = build_index("exact", item_vectors.float().cpu().numpy())
+            index = build_index("exact", item_vectors)
         else:
             from liverec.index.faiss_index import FaissIndex
 
             index = FaissIndex.from_file(folder / "index.faiss", kind=manifest["index"])
     else:
-        user_vectors = None
+        item_vectors = user_vectors = None
     return Artifact(
         version=number, model=model, users=users, items=items, seen=seen,
         popularity=seen_state["popularity"].numpy(), manifest=manifest, titles=titles,
-        index=index, user_vectors=user_vectors,
+        index=index, user_vectors=user_vectors, item_vectors=item_vectors,
     )

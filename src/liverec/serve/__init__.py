@@ -51,18 +51,18 @@ def recommend(art: Artifact, req: RecommendIn) -> RecommendOut:
     def encode(raw_ids: list[str] | None) -> np.ndarray | None:
         if raw_ids is None:
             return None
-        idx = items.encode(_typed(raw_ids, items.raw), missing="mask")
+        idx = items.encode(raw_ids, missing="mask")
         unknown.extend(r for r, i in zip(raw_ids, idx, strict=True) if i < 0)
         return idx[idx >= 0]
 
     allow, deny = encode(req.allow), encode(req.deny)
-    uidx = int(art.users.encode(_typed([req.user], art.users.raw), missing="mask")[0])
+    uidx = int(art.users.encode([req.user], missing="mask")[0])
     fallback = None
     if uidx < 0:
         fallback = "popularity"
         scores = torch.from_numpy(art.popularity.astype(np.float32)).clone()
     elif art.index is not None and allow is None:
-        exclude = [art.seen[uidx].indices] if req.exclude_seen else [np.zeros(0, np.int64)]
+        exclude = [art.seen_items(uidx)] if req.exclude_seen else [np.zeros(0, np.int64)]
         if deny is not None and deny.size:
             exclude = [np.concatenate([exclude[0], deny])]
         ids, sc = art.index.search(art.user_vectors[uidx : uidx + 1], req.k, exclude)
@@ -73,7 +73,7 @@ def recommend(art: Artifact, req: RecommendIn) -> RecommendOut:
             scores = art.model.score_all(torch.tensor([uidx]))[0].float().clone()
     mask = torch.zeros(len(items), dtype=torch.bool)
     if uidx >= 0 and req.exclude_seen:
-        mask[torch.from_numpy(art.seen[uidx].indices.astype(np.int64))] = True
+        mask[torch.from_numpy(art.seen_items(uidx).astype(np.int64))] = True
     if deny is not None:
         mask[torch.from_numpy(deny)] = True
     if allow is not None:
@@ -84,13 +84,6 @@ def recommend(art: Artifact, req: RecommendIn) -> RecommendOut:
     k = min(req.k, int((~mask).sum()))
     top = torch.topk(scores, k)
     return _response(art, top.indices.numpy(), top.values.numpy(), fallback, unknown)
-
-
-def _typed(raw_ids: list[str], vocab_raw: np.ndarray) -> list:
-    """Request ids arrive as strings; match the vocabulary's own type (ints for most data sets)."""
-    if vocab_raw.dtype.kind in "iu":
-        return [int(r) if r.lstrip("-").isdigit() else -(2**62) for r in raw_ids]
-    return raw_ids
 
 
 def _response(art, idx, scores, fallback, unknown) -> RecommendOut:
@@ -216,14 +209,12 @@ def create_app(
         item: str = Query(..., min_length=1, max_length=256), k: int = Query(10, ge=1, le=1000)
     ) -> SimilarOut:
         art = current()
-        idx = int(art.items.encode(_typed([item], art.items.raw), missing="mask")[0])
+        idx = int(art.items.encode([item], missing="mask")[0])
         if idx < 0:
             raise HTTPException(404, f"item {item!r} is unknown to model version {art.version}")
-        vectors = art.model.item_embeddings()
-        if vectors is None or art.index is None:
+        if art.index is None:
             raise HTTPException(409, f"{art.manifest.get('model')} has no item embeddings")
-        query = vectors[idx : idx + 1].float().cpu().numpy()
-        ids, sc = art.index.search(query, k, [np.array([idx])])
+        ids, sc = art.index.search(art.item_vectors[idx : idx + 1], k, [np.array([idx])])
         keep = ids[0] >= 0
         out = _response(art, ids[0][keep], sc[0][keep], None, [])
         return SimilarOut(item=item, items=out.items, model_version=art.version)

@@ -70,17 +70,14 @@ class PairBatches:
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             users, pos = self.users[idx], self.items[idx]
+            collide = None
             if self.shared:
                 neg = self.sampler.sample_shared(self.n, self.rng)
-                collide = self.sampler.shared_collisions(users, neg)
-                yield PairBatch(
-                    torch.from_numpy(users), torch.from_numpy(pos), torch.from_numpy(neg),
-                    torch.from_numpy(collide),
-                ).to(self.device)
-                continue
-            neg = self.sampler.sample(users, self.n, self.rng, pos_items=pos)
+                collide = torch.from_numpy(self.sampler.shared_collisions(users, neg))
+            else:
+                neg = self.sampler.sample(users, self.n, self.rng, pos_items=pos)
             yield PairBatch(
-                torch.from_numpy(users), torch.from_numpy(pos), torch.from_numpy(neg)
+                torch.from_numpy(users), torch.from_numpy(pos), torch.from_numpy(neg), collide
             ).to(self.device)
 
 
