@@ -68,3 +68,9 @@ def test_sorted_indices_and_errors(tmp_path):
     assert IdVocab.load(tmp_path / "v.json").raw.tolist() == [10, 20, 30]
     strs, _ = IdVocab.from_raw(np.array(["b", "a"]))
     assert strs.encode([1], missing="mask").tolist() == [-1]
+
+
+def test_only_ascii_digit_text_matches_an_integer_id():
+    vocab, _ = IdVocab.from_raw(np.arange(5))
+    queries = ["3", " 3", "-0", "\uff11", "\u0663", "", "-", "1 2", "Infinity", "1e3", "2.0"]
+    assert vocab.encode(queries, missing="mask").tolist() == [3, 3, 0, -1, -1, -1, -1, -1, -1, -1, -1]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,57 +14,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
-from liverec.experiment import RunConfig, train_run  # noqa: E402
 from liverec.registry import publish  # noqa: E402
-from liverec.train import TrainConfig  # noqa: E402
-
-TOKEN = "s3cret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from liverec.data.synthetic import synthetic_events
-
-    root = tmp_path_factory.mktemp("serve")
-    ev = synthetic_events(num_users=60, num_items=80, events_per_user=12, seed=3)
-    rows = sorted(set(zip(ev.user.tolist(), ev.item.tolist(), ev.timestamp.tolist(), strict=True)))
-    data = root / "events.csv"
-    data.write_text("user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
-    runs = {}
-    for name, params in (("mf", {"embedding_dim": 8}), ("ease", {"l2": 10.0})):
-        cfg = RunConfig(model=name, data=str(data), params=params,
-                        train=TrainConfig(epochs=2, progress=False))
-        train_run(cfg, root / name)
-        runs[name] = root / name
-    registry = root / "registry"
-    publish(runs["mf"], registry)
-    port = free_port()
-    env = {**os.environ, "LIVEREC_TOKEN": TOKEN}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from liverec.cli import app; app()", "serve", str(registry),
-         "--port", str(port), "--poll", "0.2"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("server did not start: " + proc.stdout.read().decode()[-2000:])
-    yield base, registry, runs, rows
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 def seen_of(rows, user: int) -> set[str]:
@@ -127,16 +76,16 @@ def test_similar_items(server):
     assert httpx.get(base + "/v1/similar-items", params={"item": "zzz"}).status_code == 404
 
 
-def test_events_need_the_token_and_land_in_sqlite(server):
+def test_events_need_the_token_and_land_in_sqlite(server, auth):
     base, registry, *_ = server
     event = {"events": [{"user": "0", "item": "5", "type": "click"}]}
     assert httpx.post(base + "/v1/events", json=event).status_code == 401
-    r = httpx.post(base + "/v1/events", json=event, headers={"Authorization": f"Bearer {TOKEN}"})
+    r = httpx.post(base + "/v1/events", json=event, headers=auth)
     assert r.status_code == 200 and r.json()["accepted"] == 1
     with sqlite3.connect(registry / "events.sqlite") as db:
         assert ("0", "5", "click") in db.execute("SELECT user, item, type FROM events").fetchall()
     bad = {"events": [{"user": "0", "item": "5", "value": "NaN"}]}
-    assert httpx.post(base + "/v1/events", json=bad, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 422
+    assert httpx.post(base + "/v1/events", json=bad, headers=auth).status_code == 422
 
 
 def test_health_metrics_and_docs(server):

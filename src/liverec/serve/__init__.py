@@ -22,6 +22,7 @@ from liverec.serve.schemas import (
     RecommendIn,
     RecommendOut,
     SimilarOut,
+    error_responses,
 )
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB per request body
@@ -107,7 +108,7 @@ def create_app(
     `events_path`: the SQLite event log (default REGISTRY/events.sqlite).
     """
     from fastapi import Depends, FastAPI, HTTPException, Query, Request
-    from fastapi.responses import JSONResponse, Response
+    from fastapi.responses import JSONResponse, PlainTextResponse, Response
     from prometheus_client import (
         CONTENT_TYPE_LATEST,
         CollectorRegistry,
@@ -181,22 +182,23 @@ def create_app(
     def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses=error_responses(503))
     def readyz():
         art = holder.artifact
         if art is None:
             return JSONResponse({"status": "no model"}, 503)
         return {"status": "ready", "model_version": art.version, "model": art.manifest.get("model")}
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse,
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/recommend", response_model=RecommendOut)
+    @app.post("/v1/recommend", response_model=RecommendOut, responses=error_responses(400, 413, 503))
     def recommend_post(req: RecommendIn) -> RecommendOut:
         return recommend(current(), req)
 
-    @app.get("/v1/recommend", response_model=RecommendOut)
+    @app.get("/v1/recommend", response_model=RecommendOut, responses=error_responses(503))
     def recommend_get(
         user: str = Query(..., min_length=1, max_length=256),
         k: int = Query(10, ge=1, le=1000),
@@ -204,7 +206,7 @@ def create_app(
     ) -> RecommendOut:
         return recommend(current(), RecommendIn(user=user, k=k, exclude_seen=exclude_seen))
 
-    @app.get("/v1/similar-items", response_model=SimilarOut)
+    @app.get("/v1/similar-items", response_model=SimilarOut, responses=error_responses(404, 409, 503))
     def similar_items(
         item: str = Query(..., min_length=1, max_length=256), k: int = Query(10, ge=1, le=1000)
     ) -> SimilarOut:
@@ -219,7 +221,10 @@ def create_app(
         out = _response(art, ids[0][keep], sc[0][keep], None, [])
         return SimilarOut(item=item, items=out.items, model_version=art.version)
 
-    @app.post("/v1/events", response_model=EventsOut, dependencies=[Depends(require_token)])
+    @app.post(
+        "/v1/events", response_model=EventsOut, dependencies=[Depends(require_token)],
+        responses=error_responses(400, 401, 413),
+    )
     def post_events(body: EventsIn, request: Request) -> EventsOut:
         events = [Event(e.user, e.item, e.type, e.value, e.timestamp) for e in body.events]
         offsets = request.app.state.events.append(events)

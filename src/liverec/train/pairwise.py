@@ -52,6 +52,8 @@ class PairBatches:
     With `shared=True` each batch draws `num_negatives` items once and every row scores them: one
     (B, D) x (D, N) matmul instead of a (B, N, D) gather, so hundreds of negatives cost little. A
     shared negative that happens to be a row's positive is flagged in `collide` and left out.
+    When `num_negatives` reaches the catalogue size, the whole catalogue is used instead of a draw:
+    sampled softmax becomes the full softmax over every item the user has not interacted with.
     """
 
     def __init__(
@@ -61,6 +63,8 @@ class PairBatches:
         self.users, self.items = train.user, train.item
         self.sampler, self.n, self.batch_size = sampler, num_negatives, batch_size
         self.rng, self.device, self.shared = rng, device, shared
+        full = shared and num_negatives >= sampler.num_items
+        self.catalogue = np.arange(sampler.num_items, dtype=np.int64) if full else None
 
     def __len__(self) -> int:
         return -(-len(self.users) // self.batch_size)
@@ -72,7 +76,7 @@ class PairBatches:
             users, pos = self.users[idx], self.items[idx]
             collide = None
             if self.shared:
-                neg = self.sampler.sample_shared(self.n, self.rng)
+                neg = self.catalogue if self.catalogue is not None else self.sampler.sample_shared(self.n, self.rng)
                 collide = torch.from_numpy(self.sampler.shared_collisions(users, neg))
             else:
                 neg = self.sampler.sample(users, self.n, self.rng, pos_items=pos)

@@ -36,6 +36,7 @@ class TrainConfig:
     sampler_alpha: float = 0.75  # popularity exponent for sampler = popularity
     hard_pool: int = 64  # candidate pool size for sampler = hard
     shared_negatives: bool = False  # one draw of num_negatives per batch, scored by all its rows
+    # (num_negatives >= the number of items: every item, i.e. full softmax with loss = softmax)
     eval_every: int = 1  # evaluate on the validation part every N epochs
     patience: int = 10  # evaluations without improvement before stopping; 0 = never stop early
     monitor: str = "auto"  # validation metric for early stopping and the best checkpoint; auto = NDCG at the largest k
