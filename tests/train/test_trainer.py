@@ -101,6 +101,27 @@ def test_shared_negatives_match_per_row_loss_and_drop_collisions():
     assert masked.item() == pytest.approx(expected.item(), rel=1e-4)
 
 
+def test_shared_negatives_as_large_as_the_catalogue_score_every_item():
+    """num_negatives >= items: each batch scores the whole catalogue; each row's positives masked."""
+    import numpy as np
+
+    from liverec.data.interactions import Interactions
+    from liverec.sampling import UniformSampler
+    from liverec.train.pairwise import PairBatches
+
+    train = Interactions(np.array([0, 0, 1, 2]), np.array([1, 5, 2, 3]), num_users=3, num_items=6)
+    sampler = UniformSampler(train.csr())
+    batches = PairBatches(train, sampler, 100, 2, np.random.default_rng(0), torch.device("cpu"), shared=True)
+    seen = []
+    for batch in batches:
+        assert batch.neg.tolist() == list(range(6))
+        for row, user in enumerate(batch.users.tolist()):
+            seen.append(user)
+            own = set(train.csr()[user].indices.tolist())
+            assert {j for j in range(6) if batch.collide[row, j]} == own
+    assert sorted(seen) == [0, 0, 1, 2]
+
+
 def test_shared_negatives_need_uniform_or_popularity():
     with pytest.raises(LiverecError, match="shared_negatives"):
         TrainConfig(shared_negatives=True, sampler="hard").validate()
