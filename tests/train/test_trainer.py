@@ -147,3 +147,25 @@ def test_cosine_schedule_decays_to_zero_over_training():
     assert scheduled_lr(TrainConfig(lr=0.2), 3, 1, 2) == 0.2
     with pytest.raises(LiverecError, match="lr_schedule"):
         TrainConfig(lr_schedule="step").validate()
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_pair_l2_counts_every_scored_pair(shared):
+    """l2_per = pair equals the mean over scored (user, item) pairs of |p_u|² + |q_i|²."""
+    from liverec.models.mf import MF, MFConfig
+    from liverec.train.pairwise import PairBatch, l2_penalty
+
+    torch.manual_seed(0)
+    model = MF(MFConfig(embedding_dim=4), num_users=3, num_items=10)
+    users, pos = torch.tensor([0, 1, 2]), torch.tensor([1, 2, 3])
+    if shared:
+        neg = torch.tensor([4, 5])
+        items, rows = torch.cat([pos, neg]), [torch.cat([pos[b : b + 1], neg]) for b in range(3)]
+    else:
+        neg = torch.tensor([[4, 5], [6, 7], [8, 9]])
+        items = torch.cat([pos[:, None], neg], dim=1)
+        rows = list(items)
+    pairs = [model.regularization(users[b : b + 1], item.view(1)) for b in range(3) for item in rows[b]]
+    expected = torch.stack(pairs).mean()
+    got = l2_penalty(model, PairBatch(users, pos, neg), items, "pair")
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)

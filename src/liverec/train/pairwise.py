@@ -105,5 +105,21 @@ def pair_loss(model: Recommender, batch: PairBatch, cfg: TrainConfig) -> torch.T
     else:
         loss = losses.sampled_softmax_loss(pos, neg)
     if cfg.l2 > 0:
-        loss = loss + cfg.l2 * model.regularization(batch.users, items) / len(batch.users)
+        loss = loss + cfg.l2 * l2_penalty(model, batch, items, cfg.l2_per)
     return loss
+
+
+def l2_penalty(model: Recommender, batch: PairBatch, items: torch.Tensor, per: str) -> torch.Tensor:
+    """Squared norms of the touched rows, counted per training triple or per scored pair (see l2_per)."""
+    if per == "triple":
+        return model.regularization(batch.users, items) / len(batch.users)
+    b = len(batch.users)
+    none = batch.users[:0]
+    if batch.neg.dim() == 1:  # shared: every row scores its positive and all N shared negatives
+        n = batch.neg.numel()
+        item_part = model.regularization(none, batch.pos) + b * model.regularization(none, batch.neg)
+    else:
+        n = batch.neg.shape[1]
+        item_part = model.regularization(none, items)
+    user_part = (1 + n) * model.regularization(batch.users, items[:0])
+    return (user_part + item_part) / (b * (1 + n))

@@ -29,7 +29,11 @@ class TrainConfig:
     optimizer: str = "adam"  # adam | adamw | sgd
     lr_schedule: str = "constant"  # constant | cosine (per step, from lr down to 0 at the last epoch)
     weight_decay: float = 0.0  # decoupled (adamw) or coupled (adam) decay on all parameters
-    l2: float = 0.0  # coefficient on model.regularization(batch) / batch_size (BPR-style L2)
+    l2: float = 0.0  # coefficient of the L2 penalty on the embedding rows a batch touches
+    # how the L2 is counted: "triple" = (|p_u|² + |q_pos|² + Σ|q_neg|²) / batch, as BPR/LightGCN code;
+    # "pair" = per scored (user, item) pair, averaged over pairs, as per-example SGD (NCF, Rendle et
+    # al. 2020): a user's row is counted once per item scored against it
+    l2_per: str = "triple"
     loss: str = "bpr"  # bpr | bce | softmax (sampled softmax over the negatives)
     num_negatives: int = 1  # negatives per positive
     sampler: str = "uniform"  # uniform | popularity | in_batch | hard
@@ -49,6 +53,8 @@ class TrainConfig:
             raise LiverecError("train.epochs and train.batch_size must be >= 1")
         if self.lr <= 0:
             raise LiverecError("train.lr must be > 0")
+        if self.l2_per not in ("triple", "pair"):
+            raise LiverecError(f"train.l2_per must be triple or pair, not {self.l2_per!r}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise LiverecError(f"train.lr_schedule must be constant or cosine, not {self.lr_schedule!r}")
         if self.optimizer not in ("adam", "adamw", "sgd"):
