@@ -221,7 +221,7 @@ def create_app(
 
     @app.post("/v1/events", response_model=EventsOut, dependencies=[Depends(require_token)])
     def post_events(body: EventsIn, request: Request) -> EventsOut:
-        events = [Event(e.user, e.item, e.type, e.value, e.timestamp) for e in body.events]
+        events = [Event(e.user, e.item, e.type, e.value, e.timestamp, e.context) for e in body.events]
         offsets = request.app.state.events.append(events)
         return EventsOut(accepted=len(offsets), first_offset=offsets[0] if offsets else None)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_K = 1000
@@ -43,9 +45,10 @@ class EventIn(BaseModel):
 
     user: str = Field(min_length=1, max_length=256)
     item: str = Field(min_length=1, max_length=256)
-    type: str = Field("interaction", min_length=1, max_length=64)
+    type: Literal["view", "click", "purchase", "rating", "interaction"] = "interaction"
     value: float = Field(1.0, allow_inf_nan=False)
     timestamp: float | None = Field(None, ge=0, allow_inf_nan=False)
+    context: dict[str, Any] | None = Field(None, description="Optional JSON object (device, page, ...)")
 
 
 class EventsIn(BaseModel):
