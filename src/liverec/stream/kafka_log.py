@@ -185,6 +185,14 @@ class KafkaEventLog:
         asked = [kafka.TopicPartition(self.topic, p) for p in sorted(meta.partitions)]
         return {tp.partition: tp.offset for tp in consumer.committed(asked, timeout=30) if tp.offset >= 0}
 
+    def end(self) -> Position:
+        """The position after the newest event of every partition (high watermarks)."""
+        kafka = _kafka()
+        consumer = self._consumer_ready()
+        meta = consumer.list_topics(self.topic, timeout=30).topics[self.topic]
+        return {p: consumer.get_watermark_offsets(kafka.TopicPartition(self.topic, p), timeout=30)[1]
+                for p in sorted(meta.partitions)}
+
     def dead_letter(self, dead: DeadLetters) -> None:
         b = dead.batch
         keys = [u.encode() for u in b.user.tolist()]

@@ -44,6 +44,10 @@ class EventLog(Protocol):
         """The group's last committed position."""
         ...
 
+    def end(self) -> Position:
+        """The position after the newest event (where a consumer starting 'at the end' begins)."""
+        ...
+
     def dead_letter(self, dead: DeadLetters) -> None:
         """Store invalid events with the reason (idempotent where the backend allows)."""
         ...
