@@ -297,6 +297,9 @@ def serve(
         None, "--token", envvar="LIVEREC_TOKEN", help="Bearer token for write endpoints."
     ),
     poll: float = typer.Option(1.0, "--poll", help="Seconds between checks for a new version."),
+    log_url: str = typer.Option(
+        None, "--log", help="Event log for POST /v1/events (default sqlite: REGISTRY/events.sqlite)."
+    ),
 ) -> None:
     """Serve the registry's latest model over HTTP (docs at /docs); new versions are hot-swapped."""
     import ipaddress
@@ -315,8 +318,12 @@ def serve(
 
         from liverec.serve import create_app
 
-        uvicorn.run(create_app(registry, token=token, poll_seconds=poll), host=host, port=port,
-                    log_level="warning")
+        if log_url is not None:
+            from liverec.stream import open_log
+
+            open_log(log_url).close()  # a bad URL is a one-line error now, not at the first event
+        uvicorn.run(create_app(registry, token=token, poll_seconds=poll, log_url=log_url),
+                    host=host, port=port, log_level="warning")
 
 
 @app.command()
