@@ -36,8 +36,11 @@ ONLINE_MODELS = ("mf", "ials")
 
 @dataclass
 class OnlineConfig:
-    batch_size: int = 10_000  # most events taken from the log per micro-batch
-    publish_every: int = 10_000  # publish a version after this many events ...
+    # Most events taken from the log per micro-batch. A batch costs about the summed history length
+    # of the users it touches, so under a backlog larger batches amortise; when the log is quiet a
+    # poll returns what is there, so the size does not delay fresh events.
+    batch_size: int = 50_000
+    publish_every: int = 50_000  # publish a version after this many events ...
     publish_ms: float = 200.0  # ... or once this long has passed since the last one (events pending)
     keep_versions: int = 5  # older registry versions are deleted after each publish
     view_weight: float = 0.25  # confidence added per event type (times the event's value)
