@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from liverec.experiment import RunConfig, train_run
+from liverec.registry import publish
+from liverec.train import TrainConfig
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -58,3 +62,23 @@ def kafka_broker():
     except subprocess.TimeoutExpired:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@pytest.fixture(scope="session")
+def registries(tmp_path_factory):
+    """Registries with one exported version each of small MF, iALS and EASE runs."""
+    from liverec.data.synthetic import synthetic_events
+
+    root = tmp_path_factory.mktemp("online")
+    ev = synthetic_events(num_users=60, num_items=80, events_per_user=12, seed=3)
+    rows = sorted(set(zip(ev.user.tolist(), ev.item.tolist(), ev.timestamp.tolist(), strict=True)))
+    data = root / "events.csv"
+    data.write_text("user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
+    out = {}
+    for name, params in (("mf", {"embedding_dim": 8}), ("ials", {"embedding_dim": 8, "epochs": 3}),
+                         ("ease", {"l2": 10.0})):
+        cfg = RunConfig(model=name, data=str(data), params=params, train=TrainConfig(epochs=2, progress=False))
+        train_run(cfg, root / name)
+        publish(root / name, root / f"registry-{name}")
+        out[name] = root / f"registry-{name}"
+    return out
