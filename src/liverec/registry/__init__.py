@@ -11,6 +11,7 @@ replaced atomically, so a reader following `latest` never sees a half-written ve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -181,9 +182,17 @@ def commit_partial(registry: str | Path, partial: Path, manifest: dict) -> int:
     return number
 
 
+STALE_PARTIAL_SECONDS = 300.0  # a partial folder this old was left by a killed publisher
+
+
 def prune(registry: str | Path, keep: int) -> list[int]:
-    """Delete all but the newest `keep` versions (a server still loading one retries the newest)."""
+    """Delete all but the newest `keep` versions (a server still loading one retries the newest),
+    and partial folders that a killed publisher left behind."""
     versions = Path(registry) / "versions"
+    for partial in versions.glob(".*.partial"):
+        with contextlib.suppress(OSError):  # another publisher may finish or remove it meanwhile
+            if time.time() - partial.stat().st_mtime > STALE_PARTIAL_SECONDS:
+                shutil.rmtree(partial)
     numbers = sorted(int(p.name) for p in versions.iterdir() if p.name.isdigit())
     doomed = numbers[:-keep] if keep > 0 else []
     for number in doomed:
