@@ -297,6 +297,9 @@ def serve(
         None, "--token", envvar="LIVEREC_TOKEN", help="Bearer token for write endpoints."
     ),
     poll: float = typer.Option(1.0, "--poll", help="Seconds between checks for a new version."),
+    log_url: str = typer.Option(
+        None, "--log", help="Event log for POST /v1/events (default sqlite: REGISTRY/events.sqlite)."
+    ),
 ) -> None:
     """Serve the registry's latest model over HTTP (docs at /docs); new versions are hot-swapped."""
     import ipaddress
@@ -315,8 +318,77 @@ def serve(
 
         from liverec.serve import create_app
 
-        uvicorn.run(create_app(registry, token=token, poll_seconds=poll), host=host, port=port,
-                    log_level="warning")
+        if log_url is not None:
+            from liverec.stream import open_log
+
+            open_log(log_url).close()  # a bad URL is a one-line error now, not at the first event
+        uvicorn.run(create_app(registry, token=token, poll_seconds=poll, log_url=log_url),
+                    host=host, port=port, log_level="warning")
+
+
+@app.command()
+def online(
+    source: Path = typer.Argument(..., help="A registry (resumed from its latest version) or a run directory."),
+    log_url: str = typer.Option(..., "--log", help="sqlite:///path.db or kafka://host:port/topic"),
+    to: Path = typer.Option(None, "--to", help="Registry to publish into when SOURCE is a run directory."),
+    group: str = typer.Option("liverec-online", "--group", help="Consumer group name in the log."),
+    start: str = typer.Option(
+        "earliest", "--start", help="earliest | latest: where a model without online state starts reading."
+    ),
+    set_: list[str] = typer.Option([], "--set", help="Online option: key=value (see OnlineConfig)."),
+    max_events: int = typer.Option(None, "--max-events", help="Stop after reading this many events."),
+    idle_exit: float = typer.Option(None, "--idle-exit", help="Stop after this many idle seconds."),
+) -> None:
+    """Learn from an event log continuously and publish versions that `liverec serve` hot-swaps."""
+    import logging
+    import signal
+    import threading
+
+    from liverec.models.base import make_config
+    from liverec.stream import open_log
+    from liverec.stream.online import OnlineConfig, OnlineState
+    from liverec.stream.trainer import OnlineTrainer
+
+    with user_errors():
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+        if start not in ("earliest", "latest"):
+            raise LiverecError(f"--start must be earliest or latest, got {start!r}")
+        options = {}
+        for assignment in set_:
+            key, sep, value = assignment.partition("=")
+            if not sep:
+                raise LiverecError(f"--set expects key=value, got {assignment!r}")
+            options[key.strip().removeprefix("online.")] = parse_value(value)
+        config = make_config(OnlineConfig, options)
+        registry = _online_registry(source, to)
+        state = OnlineState.load(registry, config)
+        events = open_log(log_url, group=group)
+        if not state.position and start == "latest":
+            state.position = events.end()
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        err_console.print(f"online: {state.model_name} from {registry}, reading {log_url} at {state.position or 'the start'}")
+        stats = OnlineTrainer(state, events, registry).run(stop, max_events, idle_exit)
+        events.close()
+        err_console.print(
+            f"online: {stats.events} events in {stats.seconds:.1f}s, {stats.published} versions, "
+            f"latest {stats.last_version}, {state.counters.dead} dead letters in total"
+        )
+
+
+def _online_registry(source: Path, to: Path | None) -> Path:
+    """SOURCE as a registry, or publish the run SOURCE into --to first (unless it has versions)."""
+    from liverec.registry import latest_version, publish
+
+    if (source / "config.json").is_file():  # a run directory
+        if to is None:
+            raise LiverecError(f"{source} is a run directory: pass --to REGISTRY to publish it into")
+        if latest_version(to) is None:
+            publish(source, to)
+        return to
+    if not source.is_dir() or latest_version(source) is None:
+        raise DataNotFoundError(f"{source} is neither a run directory nor a registry with a version")
+    return source
 
 
 @app.command()

@@ -99,3 +99,21 @@ def test_bad_inputs_are_clear(runs, tmp_path):
     with pytest.raises(DataNotFoundError, match="version 7 not found"):
         load_version(tmp_path / "registry", 7)
     assert not list((tmp_path / "registry" / "versions").glob(".*"))  # failures leave no partials
+
+
+def test_prune_keeps_the_newest_versions_and_clears_stale_partials(runs, tmp_path):
+    import os
+
+    from liverec.registry import prune
+
+    registry = tmp_path / "registry"
+    for _ in range(3):
+        publish(runs[0], registry)
+    stale = registry / "versions" / ".123-456.partial"
+    stale.mkdir()
+    os.utime(stale, (0, 0))
+    fresh = registry / "versions" / ".123-789.partial"
+    fresh.mkdir()  # may belong to a publisher that is still writing
+    assert prune(registry, keep=2) == [1]
+    assert sorted(p.name for p in (registry / "versions").iterdir()) == [".123-789.partial", "2", "3"]
+    assert load_version(registry).version == 3

@@ -11,6 +11,7 @@ replaced atomically, so a reader following `latest` never sees a half-written ve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -111,10 +112,7 @@ def publish_files(
         raise LiverecError(
             f"{cfg.model} has no item embeddings for an ANN index; export with --index exact"
         )
-    versions = registry / "versions"
-    versions.mkdir(parents=True, exist_ok=True)
-    partial = versions / f".{os.getpid()}-{time.time_ns()}.partial"
-    partial.mkdir()
+    partial = new_partial(registry)
     try:
         for name in _RUN_FILES:
             shutil.copy2(run_dir / name, partial / name)
@@ -140,6 +138,27 @@ def publish_files(
             "run": str(run_dir.resolve()), "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "users": len(users), "items": len(items),
         }
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return commit_partial(registry, partial, manifest)
+
+
+def new_partial(registry: str | Path) -> Path:
+    """A hidden folder inside REGISTRY/versions to write a version into (then `commit_partial`)."""
+    versions = Path(registry) / "versions"
+    versions.mkdir(parents=True, exist_ok=True)
+    partial = versions / f".{os.getpid()}-{time.time_ns()}.partial"
+    partial.mkdir()
+    return partial
+
+
+def commit_partial(registry: str | Path, partial: Path, manifest: dict) -> int:
+    """Give a fully written `partial` folder the next version number (one rename, so readers see
+    all of it or nothing), then move `latest`. Returns the number; `partial` is gone either way."""
+    registry = Path(registry)
+    versions = registry / "versions"
+    try:
         while True:  # claim the next number; a concurrent publisher makes the rename fail
             number = _next_slot(versions)
             manifest["version"] = number
@@ -161,6 +180,24 @@ def publish_files(
     else:
         tmp.unlink()
     return number
+
+
+STALE_PARTIAL_SECONDS = 300.0  # a partial folder this old was left by a killed publisher
+
+
+def prune(registry: str | Path, keep: int) -> list[int]:
+    """Delete all but the newest `keep` versions (a server still loading one retries the newest),
+    and partial folders that a killed publisher left behind."""
+    versions = Path(registry) / "versions"
+    for partial in versions.glob(".*.partial"):
+        with contextlib.suppress(OSError):  # another publisher may finish or remove it meanwhile
+            if time.time() - partial.stat().st_mtime > STALE_PARTIAL_SECONDS:
+                shutil.rmtree(partial)
+    numbers = sorted(int(p.name) for p in versions.iterdir() if p.name.isdigit())
+    doomed = numbers[:-keep] if keep > 0 else []
+    for number in doomed:
+        shutil.rmtree(versions / str(number), ignore_errors=True)
+    return doomed
 
 
 def load_version(registry: str | Path, version: int | None = None, device: str = "cpu") -> Artifact:

@@ -100,12 +100,14 @@ def _response(art, idx, scores, fallback, unknown) -> RecommendOut:
 
 def create_app(
     registry: str | Path, token: str | None = None, poll_seconds: float = 1.0,
-    events_path: str | Path | None = None,
+    events_path: str | Path | None = None, log_url: str | None = None,
 ):
     """The FastAPI app serving the latest version of `registry` (hot-swapped as versions appear).
 
     `token`: when set, POST /v1/events requires `Authorization: Bearer <token>`.
     `events_path`: the SQLite event log (default REGISTRY/events.sqlite).
+    `log_url`: send events to this log instead (`sqlite:///path.db` or `kafka://host:port/topic`),
+    where `liverec online` reads them.
     """
     from fastapi import Depends, FastAPI, HTTPException, Query, Request
     from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -118,7 +120,7 @@ def create_app(
         generate_latest,
     )
 
-    from liverec.stream import Event, SQLiteEventLog
+    from liverec.stream import Event, SQLiteEventLog, open_log
 
     holder = ModelHolder(Path(registry))
     metrics = CollectorRegistry()  # per app: several apps in one process do not collide
@@ -144,7 +146,10 @@ def create_app(
             await asyncio.to_thread(holder.swap_if_newer)
         if holder.artifact is not None:
             version_gauge.set(holder.artifact.version)
-        app.state.events = SQLiteEventLog(events_path or Path(registry) / "events.sqlite")
+        if log_url is not None:
+            app.state.events = open_log(log_url)
+        else:
+            app.state.events = SQLiteEventLog(events_path or Path(registry) / "events.sqlite")
         task = asyncio.create_task(poll_registry())
         yield
         task.cancel()
@@ -226,8 +231,9 @@ def create_app(
         responses=error_responses(400, 401, 413),
     )
     def post_events(body: EventsIn, request: Request) -> EventsOut:
-        events = [Event(e.user, e.item, e.type, e.value, e.timestamp) for e in body.events]
-        offsets = request.app.state.events.append(events)
-        return EventsOut(accepted=len(offsets), first_offset=offsets[0] if offsets else None)
+        events = [Event(e.user, e.item, e.type, e.value, e.timestamp, e.context) for e in body.events]
+        offsets = request.app.state.events.append(events)  # Kafka assigns offsets per partition
+        first = offsets[0] if offsets else None
+        return EventsOut(accepted=len(events), first_offset=first)
 
     return app

