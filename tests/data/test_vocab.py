@@ -72,5 +72,5 @@ def test_sorted_indices_and_errors(tmp_path):
 
 def test_only_ascii_digit_text_matches_an_integer_id():
     vocab, _ = IdVocab.from_raw(np.arange(5))
-    queries = ["3", " 3", "-0", "\uff11", "\u0663", "", "-", "1 2", "Infinity", "1e3", "2.0"]
-    assert vocab.encode(queries, missing="mask").tolist() == [3, 3, 0, -1, -1, -1, -1, -1, -1, -1, -1]
+    queries = ["3", " 3", "-0", "\uff11", "\u0663", "", "-", "1 2", "Infinity", "1e3", "2.0", "\x006"]
+    assert vocab.encode(queries, missing="mask").tolist() == [3, 3, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1]

@@ -18,8 +18,11 @@ def _parse_int_ids(values: np.ndarray) -> np.ndarray:
     text = np.char.strip(np.asarray(values).astype(str))
     digits = np.where(np.char.startswith(text, "-"), np.char.replace(text, "-", "", count=1), text)
     width = np.char.str_len(digits)
-    # ASCII digits only: isdigit alone would also read "１" (fullwidth) or "٣" as integer ids
-    ascii_digits = (width > 0) & (np.char.str_len(np.char.strip(digits, "0123456789")) == 0)
+    # ASCII digits only: isdigit alone would also read "１" (fullwidth) or "٣" as integer ids, and
+    # stripping digits alone would accept "\x006" (numpy drops the NUL left at the end)
+    ascii_digits = (width > 0) & np.char.isdigit(digits) & (
+        np.char.str_len(np.char.strip(digits, "0123456789")) == 0
+    )
     ok = ascii_digits & (
         (width < 19) | ((width == 19) & (digits <= str(np.iinfo(np.int64).max)))  # fits int64
     )

@@ -26,7 +26,7 @@ import torch
 
 from liverec.errors import LiverecError
 from liverec.registry import commit_partial, latest_version, load_version, new_partial, prune
-from liverec.stream.foldin import Rows, solve_rows
+from liverec.stream.foldin import Rows, RowSums, solve_rows
 from liverec.stream.ids import GrowableIds
 from liverec.stream.log import Position
 from liverec.stream.schema import EventBatch
@@ -114,11 +114,15 @@ class OnlineState:
             mc = art.model.config
             self.l2, self.alpha0, self.exponent = mc.l2, mc.unobserved_weight, mc.regularization_exponent
         self.history = art.seen.astype(np.float32).tocsr()  # confidence; an export's seen pairs = 1
+        self.history.sort_indices()
         self.replay = np.zeros((0, 3), dtype=np.float64)  # (user, item, confidence) rows
         self.replay_offered = 0
         self.position: Position = {}
         self.counters = Counters()
         self._load_online(folder)
+        # users per item, kept current per batch (a bincount over the history would cost O(nnz))
+        self.item_users = np.bincount(self.history.indices, minlength=self.history.shape[1])
+        self.user_sums, self.item_sums = RowSums.of(self.P, self.user_bias), RowSums.of(self.Q, self.item_bias)
         self.gen = torch.Generator().manual_seed(config.seed + self.counters.batches)
         self.rng = np.random.default_rng([config.seed, self.counters.batches])
 
@@ -171,24 +175,44 @@ class OnlineState:
         self._resize(len(self.users), len(self.items))
         delta = sp.csr_matrix((conf[keep].astype(np.float32), (users, items)), shape=self.history.shape)
         delta.sum_duplicates()
+        self._count_new_pairs(delta)
         self.history = (self.history + delta).tocsr()
         self._offer_replay(users, items, conf[keep])
         touched_items = np.unique(items)
-        item_users = np.bincount(self.history.indices, minlength=self.history.shape[1])
-        rare = touched_items[item_users[touched_items] <= self.config.item_fold_in_max]
+        rare = touched_items[self.item_users[touched_items] <= self.config.item_fold_in_max]
         self._solve_items(rare)
-        popular_batch = item_users[items] > self.config.item_fold_in_max
+        popular_batch = self.item_users[items] > self.config.item_fold_in_max
         self._sgd_items(users[popular_batch], items[popular_batch], conf[keep][popular_batch])
         self._solve_users(np.unique(users))
 
+    def _count_new_pairs(self, delta: sp.csr_matrix) -> None:
+        """Add the batch's (user, item) pairs that the history does not hold yet to `item_users`."""
+        pairs = delta.tocoo()
+        before = np.asarray(self.history[pairs.row, pairs.col]).ravel()  # (pairs,) 0 where new
+        self.item_users += np.bincount(pairs.col[before == 0], minlength=len(self.item_users))
+
     def _resize(self, num_users: int, num_items: int) -> None:
-        if (num_users, num_items) == self.history.shape:
+        old_users, old_items = self.history.shape
+        if (num_users, num_items) == (old_users, old_items):
             return
         std = self.config.init_std
         self.P, self.Q = _grow(self.P, num_users, std, self.gen), _grow(self.Q, num_items, std, self.gen)
         self.user_bias = _grow(self.user_bias, num_users, 0.0, self.gen)
         self.item_bias = _grow(self.item_bias, num_items, 0.0, self.gen)
+        self.user_sums.add(self.P[old_users:], self.user_bias[old_users:])
+        self.item_sums.add(self.Q[old_items:], self.item_bias[old_items:])
+        self.item_users = np.concatenate([self.item_users, np.zeros(num_items - old_items, np.int64)])
         self.history.resize((num_users, num_items))
+
+    def _set_users(self, idx: torch.Tensor, new: torch.Tensor) -> None:
+        """P[idx] = new (idx unique), keeping the running sums over all users current."""
+        self.user_sums.replace(self.P[idx], new, self.user_bias[idx])
+        self.P[idx] = new
+
+    def _set_items(self, idx: torch.Tensor, new: torch.Tensor) -> None:
+        """Q[idx] = new (idx unique), keeping the running sums over all items current."""
+        self.item_sums.replace(self.Q[idx], new, self.item_bias[idx])
+        self.Q[idx] = new
 
     def _offer_replay(self, users: np.ndarray, items: np.ndarray, conf: np.ndarray) -> None:
         """Reservoir sampling, vectorised: the k-th triple ever offered is kept with p = size / k."""
@@ -205,34 +229,32 @@ class OnlineState:
         chosen = slot < size
         self.replay[slot[chosen]] = rest[chosen]  # the later of two triples drawing a slot wins
 
-    def _rows_of(self, matrix: sp.csr_matrix, which: np.ndarray, bias_of_other: torch.Tensor | None) -> Rows:
-        sub = matrix[which]  # (n, other) CSR of those rows' interactions
-        counts = np.diff(sub.indptr)
+    @staticmethod
+    def _rows_of(sub: sp.csr_matrix, bias_of_other: torch.Tensor | None) -> Rows:
+        """`sub` (n, other): the interactions of the n rows to solve."""
         other = torch.from_numpy(sub.indices.astype(np.int64))
         target = torch.ones(len(other)) if bias_of_other is None else 1.0 - bias_of_other[other]
-        return Rows(
-            owner=torch.from_numpy(np.repeat(np.arange(len(which)), counts)),
-            other=other, confidence=torch.from_numpy(sub.data.astype(np.float32)), target=target,
-            count=torch.from_numpy(counts.astype(np.float32)),
-        )
+        return Rows(crow=torch.from_numpy(sub.indptr.astype(np.int64)), other=other,
+                    confidence=torch.from_numpy(sub.data.astype(np.float32)), target=target)
 
     def _solve_users(self, users: np.ndarray) -> None:
         idx = torch.from_numpy(users)
-        rows = self._rows_of(self.history, users, self.item_bias if self.use_bias else None)
-        const = -self.alpha0 * (self.item_bias @ self.Q).unsqueeze(0)  # (1, D): −α0 Σ_i b_i q_i
-        self.P[idx] = solve_rows(self.Q, rows, self.P[idx], const, self.l2, self.alpha0,
-                                 self.exponent, self.config.cg_steps)
+        rows = self._rows_of(self.history[users], self.item_bias if self.use_bias else None)
+        const = -self.alpha0 * self.item_sums.weighted.float().unsqueeze(0)  # (1, D): −α0 Σ_i b_i q_i
+        self._set_users(idx, solve_rows(self.Q, self.item_sums.gram, rows, self.P[idx], const, self.l2,
+                                        self.alpha0, self.exponent, self.config.cg_steps))
 
     def _solve_items(self, items: np.ndarray) -> None:
         if not len(items):
             return
         idx = torch.from_numpy(items)
-        rows = self._rows_of(self.history.T.tocsr(), items, None)
+        # only rare items are solved, so their columns are few and short
+        rows = self._rows_of(self.history[:, items].T.tocsr(), None)
         bias = self.item_bias[idx]  # (n,) the solved items' own bias
-        rows.target = 1.0 - bias[rows.owner]
-        const = -self.alpha0 * bias.unsqueeze(1) * self.P.sum(0, keepdim=True)  # (n, D)
-        self.Q[idx] = solve_rows(self.P, rows, self.Q[idx], const, self.l2, self.alpha0,
-                                 self.exponent, self.config.cg_steps)
+        rows.target = 1.0 - torch.repeat_interleave(bias, rows.crow.diff())
+        const = -self.alpha0 * bias.unsqueeze(1) * self.user_sums.total.float().unsqueeze(0)  # (n, D)
+        self._set_items(idx, solve_rows(self.P, self.user_sums.gram, rows, self.Q[idx], const, self.l2,
+                                        self.alpha0, self.exponent, self.config.cg_steps))
 
     def _sgd_items(self, users: np.ndarray, items: np.ndarray, conf: np.ndarray) -> None:
         """One weighted least-squares gradient step on popular items: batch + replayed triples,
@@ -251,10 +273,11 @@ class OnlineState:
         grad = err.unsqueeze(1) * p + err_neg.unsqueeze(1) * neg + self.l2 * q  # (n, D)
         popular = torch.zeros(len(self.Q), dtype=torch.bool)
         popular[torch.from_numpy(items)] = True
-        step = torch.zeros_like(self.Q).index_add_(0, i, grad)
-        step[~popular] = 0  # replayed triples only steer the items of this batch
-        counts = torch.bincount(i, minlength=len(self.Q)).clamp_min(1).unsqueeze(1)
-        self.Q -= self.config.sgd_lr * step / counts
+        steer = popular[i]  # replayed triples only steer the items of this batch
+        stepped, slot = torch.unique(i[steer], return_inverse=True)  # (m,) items, (n',) their slot
+        step = torch.zeros(len(stepped), q.shape[1]).index_add_(0, slot, grad[steer])  # (m, D)
+        counts = torch.bincount(slot, minlength=len(stepped)).unsqueeze(1)  # (m, 1) >= 1
+        self._set_items(stepped, self.Q[stepped] - self.config.sgd_lr * step / counts)
 
     # ---- publishing ---------------------------------------------------------------------------
 

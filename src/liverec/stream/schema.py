@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,8 +75,23 @@ class DeadLetters:
         return len(self.reason)
 
 
-def _ids(raw: list) -> tuple[np.ndarray, np.ndarray]:
+def _text(raw: Sequence) -> np.ndarray | None:
+    """The common case fast: a column with no None, as fixed-width text (numbers as their decimal
+    text); None when some row is None or not a scalar (the caller takes the row-checking path)."""
+    if None in raw:  # a C-level scan, far cheaper than an object array
+        return None
+    try:
+        text = np.array(raw, dtype=str)
+    except (TypeError, ValueError):
+        return None
+    return text if text.shape == (len(raw),) else None
+
+
+def _ids(raw: Sequence) -> tuple[np.ndarray, np.ndarray]:
     """Raw id column -> (text, why-invalid) ; numbers become their decimal text."""
+    text = _text(raw) if "" not in raw else None
+    if text is not None and text.dtype.itemsize // 4 <= MAX_ID_LENGTH:  # no row can be invalid
+        return text, np.full(len(text), "")
     col = np.asarray(raw, dtype=object)
     missing = np.equal(col, None)
     text = np.where(missing, "", col).astype(str)
@@ -132,16 +148,18 @@ def make_batch(
     received = now if received is None else received
     user, why_user = _ids(columns["user"])
     item, why_item = _ids(columns["item"])
-    kind = np.asarray(columns["type"], dtype=object)
-    kind = np.where(np.equal(kind, None), "interaction", kind).astype(str)
+    kind = _text(columns["type"])
+    if kind is None:  # some types missing (they default to "interaction") or not scalars
+        kind = np.asarray(columns["type"], dtype=object)
+        kind = np.where(np.equal(kind, None), "interaction", kind).astype(str)
     value, value_given = _floats(columns["value"])
     value = np.where(value_given, value, 1.0)
     stamp, stamp_given = _floats(columns["timestamp"])
     stamp = np.where(stamp_given, stamp, received)
     context, why_context = _contexts(columns["context"])
     checks = [  # first failing check wins, in this order
-        (why_user != "", "user: " + why_user.astype(object)),
-        (why_item != "", "item: " + why_item.astype(object)),
+        (why_user != "", _prefixed("user: ", why_user)),
+        (why_item != "", _prefixed("item: ", why_item)),
         (~np.isin(kind, EVENT_TYPES), f"type must be one of {', '.join(EVENT_TYPES)}"),
         (~np.isfinite(value), "value must be a finite number"),
         (value < 0, "value must be >= 0"),
@@ -149,12 +167,33 @@ def make_batch(
         (stamp > now + FUTURE_SLACK_SECONDS, "timestamp more than a day in the future"),
         (why_context != "", why_context),
     ]
-    reason = np.full(len(user), "", dtype=object)
-    for failed, text in reversed(checks):
-        reason = np.where(failed, text, reason)
     batch = EventBatch(user, item, kind, value, stamp, context,
                        np.asarray(partition, np.int64), np.asarray(offset, np.int64))
-    return batch, reason.astype(str)
+    return batch, _reasons(checks, len(user))
+
+
+def _prefixed(prefix: str, why: np.ndarray) -> np.ndarray | str:
+    """prefix + why per row, built only when some row has a reason (object arrays are slow)."""
+    return prefix + why.astype(object) if (why != "").any() else prefix
+
+
+def _reasons(checks: list[tuple[np.ndarray, Any]], n: int) -> np.ndarray:
+    """(n,) str: the first failing check's text per row, "" for valid rows. Texts are assembled
+    for the failing rows only: in a healthy stream that is none, and object arrays are slow."""
+    failed_any = np.zeros(n, dtype=bool)
+    for failed, _ in checks:
+        failed_any |= failed
+    bad = np.flatnonzero(failed_any)
+    if not len(bad):
+        return np.full(n, "")
+    reason = np.full(len(bad), "", dtype=object)
+    for failed, text in reversed(checks):
+        text = text[bad] if isinstance(text, np.ndarray) else text
+        reason = np.where(failed[bad], text, reason)
+    reason = reason.astype(str)
+    out = np.full(n, "", dtype=reason.dtype)
+    out[bad] = reason
+    return out
 
 
 def validate(batch: EventBatch, reason: np.ndarray) -> tuple[EventBatch, DeadLetters]:

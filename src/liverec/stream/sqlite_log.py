@@ -95,19 +95,17 @@ class SQLiteEventLog:
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
+                # a missing timestamp means "when received": SQLite substitutes the receive time
                 rows = self._conn.execute(
-                    "SELECT offset, user, item, type, value, timestamp, context, received FROM events "
-                    "WHERE offset >= ? ORDER BY offset LIMIT ?", (self._next, max_events),
+                    "SELECT offset, user, item, type, value, coalesce(timestamp, received), context "
+                    "FROM events WHERE offset >= ? ORDER BY offset LIMIT ?", (self._next, max_events),
                 ).fetchall()
             if rows or time.monotonic() >= deadline:
                 break
             time.sleep(_POLL_SLEEP)
-        cols = list(zip(*rows, strict=True)) if rows else [()] * 8
+        cols = list(zip(*rows, strict=True)) if rows else [()] * 7
         offset = np.asarray(cols[0], dtype=np.int64)
-        received = np.asarray(cols[7], dtype=np.float64)
-        raw = dict(zip(("user", "item", "type", "value", "timestamp", "context"), cols[1:7], strict=True))
-        # a missing timestamp means "when received": take the log's receive time of that row
-        raw["timestamp"] = [r if t is None else t for t, r in zip(raw["timestamp"], received, strict=True)]
+        raw = dict(zip(("user", "item", "type", "value", "timestamp", "context"), cols[1:], strict=True))
         batch, reason = make_batch(raw, np.zeros(len(rows), np.int64), offset)
         if rows:
             self._next = int(offset[-1]) + 1
