@@ -29,6 +29,9 @@ demo: install
 	for i in $$(seq 1 100); do curl -sf http://127.0.0.1:$(DEMO_PORT)/readyz >/dev/null && break; sleep 0.2; done; \
 	echo "$$ curl 'http://127.0.0.1:$(DEMO_PORT)/v1/recommend?user=196&k=5'"; \
 	curl -sf 'http://127.0.0.1:$(DEMO_PORT)/v1/recommend?user=196&k=5'; echo
+	@# closed feedback loop: simulated users click served items -> POST /v1/events -> embedded
+	@# SQLite log -> liverec online -> hot swap; the hit rate is printed as it improves
+	$(VENV)/bin/liverec demo-loop --seconds 60 --out runs/demo-loop
 
 test: install
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from liverec.data.interactions import RawEvents
@@ -9,6 +11,46 @@ from liverec.errors import LiverecError
 
 _GENRES = ("Drama", "Comedy", "Action", "Sci-Fi", "Romance", "Thriller", "Documentary", "Horror")
 _START = 1_600_000_000  # 2020-09-13, so timestamps look like unix seconds
+
+
+SHARPNESS = 6.0  # affinity dominates popularity: the collaborative signal must be learnable
+
+
+@dataclass
+class SyntheticWorld:
+    """The hidden truth behind `synthetic_events`: unit taste vectors, genres and popularity."""
+
+    user_vec: np.ndarray  # (U, D) unit vectors: each user's taste before any drift
+    item_vec: np.ndarray  # (I, D) unit vectors
+    genre: np.ndarray  # (I,) index into the genre names
+    popularity: np.ndarray  # (I,) Zipf-like log-bias added to the affinity
+
+    def preference(self, users: np.ndarray) -> np.ndarray:
+        """(n, I) how much each of `users` likes every item (the logits users choose by)."""
+        return SHARPNESS * self.user_vec[users] @ self.item_vec.T + self.popularity
+
+
+def _world(rng: np.random.Generator, num_users: int, num_items: int, dim: int, skew: float) -> SyntheticWorld:
+    # Items cluster around a few "genre" centres so that taste is shared between users.
+    num_genres = min(len(_GENRES), num_items)
+    centres = rng.normal(size=(num_genres, dim))
+    genre = rng.integers(num_genres, size=num_items)
+    item_vec = centres[genre] + 0.5 * rng.normal(size=(num_items, dim))
+    item_vec /= np.linalg.norm(item_vec, axis=1, keepdims=True)  # (I, D)
+    user_vec = centres[rng.integers(num_genres, size=num_users)] + 0.5 * rng.normal(size=(num_users, dim))
+    user_vec /= np.linalg.norm(user_vec, axis=1, keepdims=True)  # (U, D)
+    # Zipf-like popularity: log-bias -skew * log(rank), ranks shuffled over items.
+    popularity = -skew * np.log1p(rng.permutation(num_items))  # (I,)
+    return SyntheticWorld(user_vec, item_vec, genre, popularity)
+
+
+def synthetic_world(
+    num_users: int = 300, num_items: int = 400, dim: int = 8, popularity_skew: float = 1.0, seed: int = 0
+) -> SyntheticWorld:
+    """The hidden users and items that `synthetic_events` with the same arguments draws from."""
+    if min(num_users, num_items, dim) < 1:
+        raise LiverecError("num_users, num_items and dim must be >= 1")
+    return _world(np.random.default_rng(seed), num_users, num_items, dim, popularity_skew)
 
 
 def synthetic_events(
@@ -32,17 +74,9 @@ def synthetic_events(
     if min(num_users, num_items, events_per_user, dim) < 1 or not 0 <= drift <= 1:
         raise LiverecError("num_users, num_items, events_per_user and dim must be >= 1; drift in [0, 1]")
     rng = np.random.default_rng(seed)
-    # Items cluster around a few "genre" centres so that taste is shared between users.
-    num_genres = min(len(_GENRES), num_items)
-    centres = rng.normal(size=(num_genres, dim))
-    genre = rng.integers(num_genres, size=num_items)
-    item_vec = centres[genre] + 0.5 * rng.normal(size=(num_items, dim))
-    item_vec /= np.linalg.norm(item_vec, axis=1, keepdims=True)  # (I, D)
-    user_vec = centres[rng.integers(num_genres, size=num_users)] + 0.5 * rng.normal(size=(num_users, dim))
-    user_vec /= np.linalg.norm(user_vec, axis=1, keepdims=True)  # (U, D)
-    # Zipf-like popularity: log-bias -skew * log(rank), ranks shuffled over items.
-    popularity = -popularity_skew * np.log1p(rng.permutation(num_items))  # (I,)
-    sharpness = 6.0  # affinity dominates popularity: the collaborative signal must be learnable
+    world = _world(rng, num_users, num_items, dim, popularity_skew)
+    user_vec, item_vec, genre, popularity = world.user_vec, world.item_vec, world.genre, world.popularity
+    sharpness = SHARPNESS
 
     seen = np.zeros((num_users, num_items), dtype=bool)
     items = np.empty((num_users, events_per_user), dtype=np.int64)
