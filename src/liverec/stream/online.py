@@ -59,6 +59,8 @@ class OnlineConfig:
     sgd_lr: float = 0.02  # step size of that SGD step
     init_std: float = 0.01  # new rows start as N(0, init_std²) so that a cold model can bootstrap
     seed: int = 0  # seeds the initialisation of new rows and the replay sampling
+    dedupe_seconds: float = 0.0  # drop repeats of (user, item, type) within this many s; 0 = off
+    max_user_rate: float = 0.0  # drop a batch's events of users above this many events/s; 0 = off
 
     def __post_init__(self) -> None:
         if min(self.batch_size, self.publish_every, self.keep_versions) < 1 or self.publish_ms < 0:
@@ -72,6 +74,7 @@ class Counters:
     applied: int = 0  # valid events taken into the model (those with zero confidence included)
     ignored: int = 0  # valid events that carry no positive signal (e.g. low ratings)
     dead: int = 0  # invalid events sent to the dead-letter store
+    filtered: int = 0  # valid events dropped by preprocessing (duplicates, bursts)
     batches: int = 0
 
 

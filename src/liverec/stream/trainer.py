@@ -16,7 +16,8 @@ from pathlib import Path
 
 from liverec.stream.log import EventLog
 from liverec.stream.online import OnlineState
-from liverec.stream.schema import validate
+from liverec.stream.preprocess import burst_mask, duplicate_mask
+from liverec.stream.schema import EventBatch, validate
 
 log = logging.getLogger("liverec.stream")
 
@@ -51,7 +52,7 @@ class OnlineTrainer:
                 self.state.counters.dead += len(dead)
                 log.info("dead-lettered %d event(s), e.g. offset %d: %s",
                          len(dead), int(dead.batch.offset[0]), dead.reason[0])
-            self.state.apply(valid)
+            self.state.apply(self._preprocess(valid))
             self.state.position = self.events.position()
             self._pending += len(batch)
             self.stats.events += len(batch)
@@ -59,6 +60,15 @@ class OnlineTrainer:
         if self._pending and (self._pending >= cfg.publish_every or due_ms):
             self.publish()
         return len(batch)
+
+    def _preprocess(self, batch: EventBatch) -> EventBatch:
+        """Drop duplicates and bursts (both off by default), counted in `counters.filtered`."""
+        cfg = self.state.config
+        drop = duplicate_mask(batch, cfg.dedupe_seconds) | burst_mask(batch, cfg.max_user_rate)
+        if drop.any():
+            self.state.counters.filtered += int(drop.sum())
+            return batch.take(~drop)
+        return batch
 
     def publish(self) -> int:
         number = self.state.publish(self.registry)
