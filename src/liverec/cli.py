@@ -6,6 +6,7 @@ User mistakes (bad paths, options, data) print one line and exit with code 2, ne
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from dataclasses import fields
@@ -143,22 +144,90 @@ def train(
     device: str = typer.Option(None, "--device", help="auto | cpu | cuda"),
     out: Path = typer.Option(None, "--out", help="Run directory (default runs/MODEL-DATA-TIME)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    nproc: int = typer.Option(
+        None, "--nproc", help="Data-parallel training on N local processes (re-runs itself under torchrun)."
+    ),
+    max_restarts: int = typer.Option(
+        0, "--max-restarts", help="With --nproc: restart failed workers up to K times, from the last checkpoint."
+    ),
+    bf16: bool = typer.Option(False, "--bf16", help="bf16 autocast of training steps on GPU (no effect on CPU)."),
 ) -> None:
     """Train a model, evaluate it on valid/test and write a run directory."""
     from liverec.experiment import train_run
+    from liverec.models import MODELS
+    from liverec.train.distributed import DistContext, init_distributed, shutdown, under_torchrun
+    from liverec.train.trainer import resolve_device
 
     with user_errors():
         cfg = build_run_config(model, data, config, split, set_, seed, device)
         if quiet:
             cfg.train.progress = False
+        if bf16:
+            cfg.train.bf16 = True
+        trainable = MODELS[cfg.model].trainable
+        if nproc is not None and not trainable and (nproc > 1 or under_torchrun()):
+            err_console.print(
+                f"{cfg.model} is fitted in closed form by one process: --nproc {nproc} is ignored"
+            )
+        if nproc is not None and trainable and not under_torchrun():
+            if out is None:
+                out = _default_out(cfg)
+            args = _worker_args(model, data, config, split, set_, seed, device, out, quiet, bf16)
+            raise typer.Exit(_launch(nproc, max_restarts, args))
+        dist = DistContext(device=resolve_device(cfg.train.device))
+        if under_torchrun():
+            if out is None:
+                raise LiverecError(
+                    "under torchrun pass --out DIR: every rank and every restart must use the same run directory"
+                )
+            if not trainable:
+                if os.environ.get("RANK", "0") != "0":
+                    return  # rank 0 fits the model alone
+            else:
+                if int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0 and cfg.train.checkpoint_every == 0:
+                    cfg.train.checkpoint_every = 1  # a restarted worker must have something to resume
+                dist = init_distributed(cfg.train.device)
         if out is None:
-            out = Path("runs") / f"{cfg.model}-{Path(cfg.data).name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        metrics = train_run(cfg, out, console=console)
+            out = _default_out(cfg)
+        try:
+            metrics = train_run(cfg, out, console=console, dist=dist)
+        finally:
+            shutdown(dist)
+        if metrics is None:
+            return  # not rank 0: rank 0 reports
         rows = {f"{cfg.model} {stage}": metrics[stage] for stage in ("valid", "test") if metrics[stage]}
         console.print(metrics_table(rows, f"{cfg.model} on {cfg.data}"))
         console.print(
             f"train {metrics['train_seconds']:.1f}s, eval {metrics['eval_seconds']:.1f}s -> {out}/metrics.json"
         )
+
+
+def _default_out(cfg) -> Path:
+    return Path("runs") / f"{cfg.model}-{Path(cfg.data).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _worker_args(model, data, config, split, sets, seed, device, out, quiet, bf16) -> list[str]:
+    """The `liverec train` arguments each torchrun worker gets: the same options, --out fixed."""
+    args = ["train"] + ([model] if model is not None else [])
+    for option, value in (("--data", data), ("--config", config), ("--split", split),
+                          ("--seed", seed), ("--device", device), ("--out", out)):
+        if value is not None:
+            args += [option, str(value)]
+    for s in sets:
+        args += ["--set", s]
+    return args + (["--quiet"] if quiet else []) + (["--bf16"] if bf16 else [])
+
+
+def _launch(nproc: int, max_restarts: int, args: list[str]) -> int:
+    """Run the workers under torch.distributed.run (TorchElastic); its exit code is ours."""
+    import subprocess
+
+    from liverec.train.distributed import torchrun_command
+
+    command = torchrun_command(nproc, max_restarts, args)
+    err_console.print(f"launching {nproc} processes: torchrun --nproc-per-node {nproc} -m liverec {' '.join(args)}",
+                      highlight=False, soft_wrap=True)
+    return subprocess.run(command).returncode
 
 
 @app.command(context_settings={"allow_extra_args": True})

@@ -18,11 +18,13 @@ import numpy as np
 import torch
 
 from liverec.data.dataset import Dataset
+from liverec.data.interactions import Interactions
 from liverec.data.vocab import IdVocab
 from liverec.errors import DataNotFoundError, LiverecError
 from liverec.evaluate import EvalConfig, evaluate
 from liverec.models import MODELS, build_model
 from liverec.models.base import Recommender, make_config
+from liverec.train.distributed import DistContext
 from liverec.train.pairwise import PairBatches, make_sampler, pair_loss
 from liverec.train.trainer import TrainConfig, Trainer, resolve_device
 
@@ -78,11 +80,20 @@ def load_dataset(cfg: RunConfig) -> Dataset:
     return make_dataset(load_events(cfg.data, dataset_cfg.columns), dataset_cfg)
 
 
-def fit_model(cfg: RunConfig, ds: Dataset, history_path: Path | None = None, console=None):
-    """Build and fit the model of `cfg` on `ds.train`; returns (model, best_epoch, history)."""
+def fit_model(
+    cfg: RunConfig, ds: Dataset, history_path: Path | None = None, console=None,
+    checkpoint_dir: Path | None = None, dist: DistContext | None = None,
+):
+    """Build and fit the model of `cfg` on `ds.train`; returns (model, best_epoch, history).
+
+    With a distributed `dist` this process trains on its shard (see liverec.train.distributed) and
+    only rank 0 validates; `checkpoint_dir` makes the training resumable (TrainConfig.checkpoint_every).
+    """
     if cfg.model not in MODELS:
         raise LiverecError(f"unknown model {cfg.model!r}; available: {', '.join(MODELS)}")
-    device = resolve_device(cfg.train.device)
+    if dist is None:
+        dist = DistContext(device=resolve_device(cfg.train.device))
+    device = dist.device
     torch.manual_seed(cfg.seed)  # the entry point owns the seed; models initialise from it
     model = build_model(cfg.model, cfg.params, ds.num_users, ds.num_items).to(device)
     train_csr = ds.train.csr()
@@ -93,57 +104,150 @@ def fit_model(cfg: RunConfig, ds: Dataset, history_path: Path | None = None, con
     if hasattr(model, "prepare"):
         model.prepare()
     if hasattr(model, "set_graph"):  # graph models propagate over the training interactions
-        model.set_graph(train_csr)
-    trainer = Trainer(cfg.train, history_path=history_path, console=console)
-    rng = np.random.default_rng(cfg.seed)
+        model.set_graph(train_csr)  # every rank holds the whole graph (propagation needs it)
+    trainer = Trainer(cfg.train, history_path, console, checkpoint_dir, dist)
     sampler = make_sampler(cfg.train, train_csr, model)
     batches = PairBatches(
-        ds.train, sampler, cfg.train.num_negatives, cfg.train.batch_size, rng, device,
-        shared=cfg.train.shared_negatives,
+        ds.train, sampler, cfg.train.num_negatives, cfg.train.batch_size, None, device,
+        shared=cfg.train.shared_negatives, shard=dist.shard,
     )
     valid_eval = None
-    if ds.valid is not None and len(ds.valid) > 0:
+    if dist.is_main and ds.valid is not None and len(ds.valid) > 0:
         def valid_eval(m):
             return {k: v for k, v in evaluate(m, ds, "valid", cfg.eval, device=device).items()
                     if k != "users"}
     result = trainer.fit(
-        model, lambda m, b: pair_loss(m, b, cfg.train), lambda epoch: batches, valid_eval
+        model, lambda m, b: pair_loss(m, b, cfg.train),
+        lambda epoch: batches.for_epoch(cfg.seed, epoch), valid_eval,
     )
     return model, result.best_epoch, result.history
 
 
-def train_run(cfg: RunConfig, out: Path, console=None) -> dict:
-    """Train, evaluate on valid and test, and write the run directory `out` atomically."""
-    ds = load_dataset(cfg)
+def train_run(cfg: RunConfig, out: Path, console=None, dist: DistContext | None = None) -> dict | None:
+    """Train, evaluate on valid and test, and write the run directory `out` atomically.
+
+    The run is built in `.NAME.partial` beside `out`; when a previous attempt of the same config
+    left a checkpoint there (a killed worker, an interrupted command), training resumes from it.
+    Distributed: rank 0 evaluates and writes; the other ranks return None after a final barrier.
+    """
+    if dist is None:
+        dist = DistContext(device=resolve_device(cfg.train.device))
+    if dist.distributed and not MODELS[cfg.model].trainable:
+        # closed-form fits run on rank 0 alone; the CLI has said so (no collective is used)
+        dist = DistContext(device=dist.device) if dist.is_main else None
+        if dist is None:
+            return None
     partial = out.parent / f".{out.name}.partial"
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
+    if dist.is_main:
+        _prepare_partial(partial, cfg)
     try:
+        ds = load_shared_dataset(cfg, out, dist)
         t0 = time.perf_counter()
-        model, best_epoch, _ = fit_model(cfg, ds, partial / "history.jsonl", console)
-        train_seconds = time.perf_counter() - t0
-        device = next(iter(model.state_dict().values())).device
-        t0 = time.perf_counter()
-        valid = (
-            evaluate(model, ds, "valid", cfg.eval, device=device)
-            if ds.valid is not None and len(ds.valid) else {}
+        model, best_epoch, _ = fit_model(
+            cfg, ds, partial / "history.jsonl" if dist.is_main else None, console,
+            partial / "checkpoint" if dist.is_main else None, dist,
         )
-        test = evaluate(model, ds, "test", cfg.eval, device=device)
-        metrics = {
-            "model": cfg.model, "data": cfg.data, "valid": valid, "test": test,
-            "train_seconds": round(train_seconds, 2),
-            "eval_seconds": round(time.perf_counter() - t0, 2),
-            "best_epoch": best_epoch, "dataset": ds.summary(), "device": str(device),
-        }
-        save_run(partial, cfg, model, ds, metrics)
+        train_seconds = time.perf_counter() - t0
+        if dist.is_main:
+            metrics = _evaluate_and_save(cfg, ds, model, partial, train_seconds, best_epoch, dist)
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(partial, out)
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        if dist.is_main and not (partial / "checkpoint").is_dir():
+            shutil.rmtree(partial, ignore_errors=True)  # nothing to resume from: leave no debris
         raise
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(partial, out)
+    dist.barrier()  # the other ranks wait for rank 0's evaluation and save
+    if dist.distributed and dist.local_rank == 0:
+        shutil.rmtree(shared_arrays_dir(out, dist), ignore_errors=True)
+    return metrics if dist.is_main else None
+
+
+def _evaluate_and_save(cfg, ds, model, partial, train_seconds, best_epoch, dist) -> dict:
+    device = next(iter(model.state_dict().values())).device
+    t0 = time.perf_counter()
+    valid = (
+        evaluate(model, ds, "valid", cfg.eval, device=device)
+        if ds.valid is not None and len(ds.valid) else {}
+    )
+    test = evaluate(model, ds, "test", cfg.eval, device=device)
+    metrics = {
+        "model": cfg.model, "data": cfg.data, "valid": valid, "test": test,
+        "train_seconds": round(train_seconds, 2),
+        "eval_seconds": round(time.perf_counter() - t0, 2),
+        "best_epoch": best_epoch, "dataset": ds.summary(), "device": str(device),
+        "processes": dist.world_size,
+    }
+    save_run(partial, cfg, model, ds, metrics)
+    shutil.rmtree(partial / "checkpoint", ignore_errors=True)  # the run is complete
     return metrics
+
+
+def _resume_key(cfg: RunConfig) -> dict:
+    """The config fields that must match for a checkpoint to be resumed (not progress bars, device)."""
+    obj = cfg.to_json()
+    obj["train"] = {k: v for k, v in obj["train"].items() if k not in ("progress", "device")}
+    return obj
+
+
+def _prepare_partial(partial: Path, cfg: RunConfig) -> None:
+    """Keep a partial folder whose checkpoint comes from the same config; otherwise start clean."""
+    config = partial / "resume-config.json"
+    same = (
+        (partial / "checkpoint").is_dir() and config.is_file()
+        and json.loads(config.read_text()) == json.loads(json.dumps(_resume_key(cfg)))
+    )
+    if partial.exists() and not same:
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    config.write_text(json.dumps(_resume_key(cfg)))
+
+
+def shared_arrays_dir(out: Path, dist: DistContext) -> Path:
+    """Where a node's first rank leaves the training arrays for the node's other ranks."""
+    return out.parent / f".{out.name}.node{dist.node_rank}.arrays"
+
+
+_TRAIN_ARRAYS = ("user", "item", "timestamp", "weight")
+
+
+def load_shared_dataset(cfg: RunConfig, out: Path, dist: DistContext) -> Dataset:
+    """The data set, read once per node: the first rank of each node reads and splits it and saves
+    the training arrays as .npy; every rank of the node (that one included) memory-maps them, so
+    the OS keeps one copy in its page cache for all of them. Only rank 0 keeps valid/test and the
+    id vocabularies (it evaluates); the others get index vocabularies and an empty test part.
+    """
+    if not dist.distributed:
+        return load_dataset(cfg)
+    folder = shared_arrays_dir(out, dist)
+    ds = None
+    if dist.local_rank == 0:
+        ds = load_dataset(cfg)
+        if folder.exists():
+            shutil.rmtree(folder)  # left by a killed attempt
+        folder.mkdir(parents=True)
+        meta = {"num_users": ds.num_users, "num_items": ds.num_items, "name": ds.name, "arrays": []}
+        for name in _TRAIN_ARRAYS:
+            if getattr(ds.train, name) is not None:
+                np.save(folder / f"{name}.npy", getattr(ds.train, name))
+                meta["arrays"].append(name)
+        (folder / "meta.json").write_text(json.dumps(meta))
+    dist.barrier()
+    meta = json.loads((folder / "meta.json").read_text())
+    arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in meta["arrays"]}
+    train = Interactions(
+        arrays["user"], arrays["item"], meta["num_users"], meta["num_items"],
+        arrays.get("timestamp"), arrays.get("weight"),
+    )
+    if ds is not None:
+        ds.train = train  # drop the private copy: this rank reads the shared pages too
+        return ds
+    none = np.zeros(0, dtype=np.int64)
+    return Dataset(
+        name=meta["name"], users=IdVocab(np.arange(meta["num_users"])),
+        items=IdVocab(np.arange(meta["num_items"])), train=train, valid=None,
+        test=Interactions(none, none, meta["num_users"], meta["num_items"]),
+    )
 
 
 def save_run(path: Path, cfg: RunConfig, model: Recommender, ds: Dataset, metrics: dict) -> None:

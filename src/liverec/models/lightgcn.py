@@ -122,9 +122,11 @@ class LightGCN(Recommender):
             if self.adjacency_.device != e0.device:
                 self.adjacency_ = self.adjacency_.to(e0.device)
             layer, total = e0, e0
-            for _ in range(self.config.num_layers):
-                layer = _SymmetricSpMM.apply(self.adjacency_, layer)  # (U+I, D), O(nnz·D)
-                total = total + layer
+            # float32 propagation even under bf16 autocast: sparse kernels lack bf16 on some devices
+            with torch.autocast(e0.device.type, enabled=False):
+                for _ in range(self.config.num_layers):
+                    layer = _SymmetricSpMM.apply(self.adjacency_, layer)  # (U+I, D), O(nnz·D)
+                    total = total + layer
             mean = total / (self.config.num_layers + 1)
         return mean[: self.num_users], mean[self.num_users :]
 

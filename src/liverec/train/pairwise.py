@@ -10,7 +10,9 @@ import torch
 
 from liverec import losses
 from liverec.data.interactions import Interactions
+from liverec.errors import LiverecError
 from liverec.models.base import Recommender
+from liverec.train.distributed import Shard, epoch_generators
 from liverec.train.trainer import TrainConfig
 
 
@@ -47,42 +49,78 @@ def make_sampler(cfg: TrainConfig, positives: sp.csr_matrix, model: Recommender)
 
 
 class PairBatches:
-    """One epoch of shuffled positives with freshly sampled negatives (seeded by `rng`).
+    """One epoch of shuffled positives with freshly sampled negatives.
 
     With `shared=True` each batch draws `num_negatives` items once and every row scores them: one
     (B, D) x (D, N) matmul instead of a (B, N, D) gather, so hundreds of negatives cost little. A
     shared negative that happens to be a row's positive is flagged in `collide` and left out.
     When `num_negatives` reaches the catalogue size, the whole catalogue is used instead of a draw:
     sampled softmax becomes the full softmax over every item the user has not interacted with.
+
+    Iterating uses `rng` for both shuffling and negatives. `for_epoch(seed, epoch)` instead draws
+    from generators derived from (seed, epoch[, rank]): resumable at any epoch, and with a `shard`
+    each rank keeps its slice of every global batch of `batch_size` rows (liverec.train.distributed).
     """
 
     def __init__(
         self, train: Interactions, sampler, num_negatives: int, batch_size: int,
-        rng: np.random.Generator, device: torch.device, shared: bool = False,
+        rng: np.random.Generator | None, device: torch.device, shared: bool = False,
+        shard: Shard = Shard(),
     ) -> None:
+        if batch_size < shard.world_size:
+            raise LiverecError(
+                f"train.batch_size={batch_size} is the global batch: it must be >= the number of "
+                f"processes ({shard.world_size})"
+            )
         self.users, self.items = train.user, train.item
         self.sampler, self.n, self.batch_size = sampler, num_negatives, batch_size
-        self.rng, self.device, self.shared = rng, device, shared
+        self.rng, self.device, self.shared, self.shard = rng, device, shared, shard
         full = shared and num_negatives >= sampler.num_items
         self.catalogue = np.arange(sampler.num_items, dtype=np.int64) if full else None
 
     def __len__(self) -> int:
-        return -(-len(self.users) // self.batch_size)
+        steps = -(-len(self.users) // self.batch_size)
+        last = len(self.users) - (steps - 1) * self.batch_size
+        return steps - 1 if 0 < last < self.shard.world_size else steps  # see _batches
 
     def __iter__(self):
-        order = self.rng.permutation(len(self.users))
+        return self._batches(self.rng, self.rng)
+
+    def for_epoch(self, seed: int, epoch: int) -> _Epoch:
+        """The batches of `epoch` (1-based), from generators seeded by (seed, epoch, rank)."""
+        return _Epoch(self, seed, epoch)
+
+    def _batches(self, shuffle: np.random.Generator, negatives: np.random.Generator):
+        order = shuffle.permutation(len(self.users))  # the same on every rank
         for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+            global_batch = order[start : start + self.batch_size]
+            if len(global_batch) < self.shard.world_size:
+                break  # some rank would get no row (and a NaN mean loss): drop this remainder
+            idx = global_batch[self.shard.rows(len(global_batch))]
             users, pos = self.users[idx], self.items[idx]
             collide = None
             if self.shared:
-                neg = self.catalogue if self.catalogue is not None else self.sampler.sample_shared(self.n, self.rng)
+                neg = self.catalogue if self.catalogue is not None else self.sampler.sample_shared(self.n, negatives)
                 collide = torch.from_numpy(self.sampler.shared_collisions(users, neg))
             else:
-                neg = self.sampler.sample(users, self.n, self.rng, pos_items=pos)
+                neg = self.sampler.sample(users, self.n, negatives, pos_items=pos)
             yield PairBatch(
                 torch.from_numpy(users), torch.from_numpy(pos), torch.from_numpy(neg), collide
             ).to(self.device)
+
+
+class _Epoch:
+    """`PairBatches.for_epoch`: sized (progress bars, cosine schedule) and iterable once per epoch."""
+
+    def __init__(self, batches: PairBatches, seed: int, epoch: int) -> None:
+        self.batches, self.seed, self.epoch = batches, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        shuffle, negatives = epoch_generators(self.seed, self.epoch, self.batches.shard)
+        return self.batches._batches(shuffle, negatives)
 
 
 def pair_loss(model: Recommender, batch: PairBatch, cfg: TrainConfig) -> torch.Tensor:

@@ -5,8 +5,10 @@ it gets a step function (model, batch) -> loss, a batch source per epoch and an 
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass, field
@@ -17,6 +19,8 @@ import torch
 from torch import nn
 
 from liverec.errors import LiverecError
+from liverec.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from liverec.train.distributed import DistContext
 
 
 @dataclass
@@ -24,7 +28,9 @@ class TrainConfig:
     """Optimisation settings shared by all gradient-trained models."""
 
     epochs: int = 100  # maximum passes over the training data
-    batch_size: int = 2048  # positive interactions per step
+    # positive interactions per optimiser step: the global batch, split over the ranks of a
+    # distributed run (each takes batch_size / world_size), so lr needs no rescaling with --nproc
+    batch_size: int = 2048
     lr: float = 1e-3  # learning rate
     optimizer: str = "adam"  # adam | adamw | sgd
     lr_schedule: str = "constant"  # constant | cosine (per step, from lr down to 0 at the last epoch)
@@ -46,6 +52,10 @@ class TrainConfig:
     monitor: str = "auto"  # validation metric for early stopping and the best checkpoint; auto = NDCG at the largest k
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
+    bf16: bool = False  # bf16 autocast of the training steps on GPU (ignored on CPU)
+    # epochs between resumable checkpoints (safetensors + JSON) in the run's partial folder; 0 = none
+    # (under torchrun --max-restarts > 0 it becomes 1, so a restarted worker resumes)
+    checkpoint_every: int = 0
     progress: bool = True  # Rich progress bars
 
     def validate(self) -> None:
@@ -69,6 +79,8 @@ class TrainConfig:
             raise LiverecError("train.shared_negatives works with sampler = uniform or popularity")
         if self.num_negatives < 1:
             raise LiverecError("train.num_negatives must be >= 1")
+        if self.checkpoint_every < 0:
+            raise LiverecError("train.checkpoint_every must be >= 0 (0 = no checkpoints)")
         if self.device not in ("auto", "cpu", "cuda"):
             raise LiverecError(f"--device must be auto, cpu or cuda, not {self.device!r}")
 
@@ -121,18 +133,63 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
         return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+@dataclass
+class _Progress:
+    """Where training stands after an epoch: what a checkpoint saves and a resume restores."""
+
+    epoch: int = 0  # last finished epoch
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    best_valid: dict[str, float] = field(default_factory=dict)
+    bad_evals: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        score = None if math.isinf(self.best_score) else self.best_score  # JSON has no -inf
+        return {"epoch": self.epoch, "best_score": score, "best_epoch": self.best_epoch,
+                "best_valid": self.best_valid, "bad_evals": self.bad_evals, "history": self.history}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint) -> _Progress:
+        s = ckpt.state
+        score = -math.inf if s["best_score"] is None else s["best_score"]
+        return cls(s["epoch"], score, s["best_epoch"], s["best_valid"], s["bad_evals"],
+                   s["history"], ckpt.best)
+
+
+class _StepModule(nn.Module):
+    """The model and its loss step as one module. DistributedDataParallel arms its gradient
+    all-reduce in `forward`, and models score through methods (`score`), not `forward`."""
+
+    def __init__(self, model: nn.Module, step: Callable[[nn.Module, Any], torch.Tensor]) -> None:
+        super().__init__()
+        self.model, self.step = model, step
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.step(self.model, batch)
+
+
 class Trainer:
     """Epoch loop with optimizer, progress bars, validation, early stopping and history.
 
     The best model state (by `cfg.monitor` on validation) is restored at the end; with no
-    validation hook the last epoch is kept.
+    validation hook the last epoch is kept. With `checkpoint_dir` and `cfg.checkpoint_every`, a
+    checkpoint is written every that many epochs and `fit` resumes from one found there. With a
+    distributed `dist`, the step runs under DistributedDataParallel and rank 0 alone evaluates,
+    writes history and checkpoints (see liverec.train.distributed).
     """
 
-    def __init__(self, cfg: TrainConfig, history_path: Path | None = None, console=None) -> None:
+    def __init__(
+        self, cfg: TrainConfig, history_path: Path | None = None, console=None,
+        checkpoint_dir: Path | None = None, dist: DistContext | None = None,
+    ) -> None:
         cfg.validate()
         self.cfg = cfg
         self.history_path = history_path
         self.console = console
+        self.checkpoint_dir = checkpoint_dir
+        self.dist = dist if dist is not None else DistContext()
 
     def fit(
         self,
@@ -141,16 +198,33 @@ class Trainer:
         batches: Callable[[int], Iterable[Any]],
         evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
     ) -> TrainResult:
-        """Train `model` in place. `batches(epoch)` yields batches already on the model's device."""
-        cfg = self.cfg
+        """Train `model` in place. `batches(epoch)` yields batches already on the model's device
+        (this rank's share of them when distributed)."""
+        cfg, ctx = self.cfg, self.dist
         opt = make_optimizer(model, cfg)
-        best_score, best_epoch, best_valid, best_state = -math.inf, 0, {}, None
-        bad_evals, history, start = 0, [], time.perf_counter()
+        state, start = self._resume(model, opt), time.perf_counter()
         if self.history_path is not None:
-            self.history_path.write_text("")
-        with _progress(cfg.progress, self.console) as progress:
-            epochs_task = progress.add_task("epochs", total=cfg.epochs) if progress else None
-            for epoch in range(1, cfg.epochs + 1):
+            self.history_path.write_text("".join(json.dumps(r) + "\n" for r in state.history))
+        train_step: nn.Module = _StepModule(model, step)
+        if ctx.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # buffers (LightGCN's propagated embeddings, degrees) are derived on every rank from
+            # the same weights and graph: re-sending them before each step would be waste
+            no_buffer_sync = (
+                {"forward_sync_buffers": False}  # newer torch; broadcast_buffers is deprecated there
+                if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                else {"broadcast_buffers": False}
+            )
+            train_step = DistributedDataParallel(
+                train_step, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+                **no_buffer_sync,
+            )
+        device = next(model.parameters()).device
+        use_bf16 = cfg.bf16 and device.type == "cuda"
+        with _progress(cfg.progress and ctx.is_main, self.console) as progress:
+            epochs_task = progress.add_task("epochs", total=cfg.epochs, completed=state.epoch) if progress else None
+            for epoch in range(state.epoch + 1, cfg.epochs + 1):
                 model.train()
                 t0, total, count = time.perf_counter(), 0.0, 0
                 epoch_batches = batches(epoch)
@@ -160,7 +234,8 @@ class Trainer:
                     if cfg.lr_schedule != "constant":
                         for group in opt.param_groups:
                             group["lr"] = scheduled_lr(cfg, epoch, i, n)
-                    loss = step(model, batch)
+                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+                        loss = train_step(batch)
                     if not torch.isfinite(loss):
                         raise LiverecError(
                             f"training diverged at epoch {epoch} (loss {loss.item()}); lower train.lr"
@@ -176,39 +251,78 @@ class Trainer:
                         progress.advance(task)
                 if progress:
                     progress.remove_task(task)
+                total, count = ctx.sum([total, count])  # every rank's steps: the global mean loss
                 record: dict[str, Any] = {
                     "epoch": epoch,
                     "loss": total / max(count, 1),
                     "epoch_seconds": round(time.perf_counter() - t0, 3),
                 }
                 stop = False
-                if evaluate is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-                    valid = evaluate(model)
-                    record["valid"] = valid
-                    monitor = resolve_monitor(cfg.monitor, valid)
-                    if valid[monitor] > best_score:
-                        best_score, best_epoch, best_valid = valid[monitor], epoch, valid
-                        best_state = copy.deepcopy(model.state_dict())
-                        bad_evals = 0
-                    else:
-                        bad_evals += 1
-                        stop = cfg.patience > 0 and bad_evals >= cfg.patience
-                history.append(record)
+                if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                    if evaluate is not None:  # only rank 0 is given the hook
+                        stop = self._validate(model, evaluate, epoch, state, record)
+                    stop = ctx.decide(stop)  # every rank: the others wait here while rank 0 evaluates
+                state.history.append(record)
+                state.epoch = epoch
                 if self.history_path is not None:
                     with self.history_path.open("a") as f:
                         f.write(json.dumps(record) + "\n")
+                if ctx.is_main and self._checkpoint_due(epoch):
+                    save_checkpoint(self.checkpoint_dir, Checkpoint(
+                        model.state_dict(), opt.state_dict(), state.best_state, state.to_json(),
+                        torch.get_rng_state(),
+                    ))
                 if progress:
                     desc = f"epochs  loss {record['loss']:.4f}"
                     if "valid" in record:
+                        monitor = resolve_monitor(cfg.monitor, record["valid"])
                         desc += f"  {monitor} {record['valid'][monitor]:.4f}"
                     progress.update(epochs_task, advance=1, description=desc)
                 if stop:
                     break
-        if best_state is not None:
-            model.load_state_dict(best_state)
+        if state.best_state is not None:
+            model.load_state_dict(state.best_state)
         else:
-            best_epoch = history[-1]["epoch"] if history else 0
-        return TrainResult(best_epoch, best_valid, history, time.perf_counter() - start)
+            state.best_epoch = state.history[-1]["epoch"] if state.history else 0
+        return TrainResult(state.best_epoch, state.best_valid, state.history, time.perf_counter() - start)
+
+    def _validate(self, model, evaluate, epoch: int, state: _Progress, record: dict) -> bool:
+        """Evaluate, track the best state; whether early stopping says stop."""
+        valid = evaluate(model)
+        record["valid"] = valid
+        monitor = resolve_monitor(self.cfg.monitor, valid)
+        if valid[monitor] > state.best_score:
+            state.best_score, state.best_epoch, state.best_valid = valid[monitor], epoch, valid
+            state.best_state = copy.deepcopy(model.state_dict())
+            state.bad_evals = 0
+            return False
+        state.bad_evals += 1
+        return self.cfg.patience > 0 and state.bad_evals >= self.cfg.patience
+
+    def _checkpoint_due(self, epoch: int) -> bool:
+        every = self.cfg.checkpoint_every
+        return self.checkpoint_dir is not None and every > 0 and epoch % every == 0
+
+    def _resume(self, model: nn.Module, opt: torch.optim.Optimizer) -> _Progress:
+        """Load the checkpoint in `checkpoint_dir` (read by rank 0, sent to all), if there is one."""
+        ckpt = None
+        if self.checkpoint_dir is not None and self.dist.is_main:
+            ckpt = load_checkpoint(self.checkpoint_dir)
+        ckpt = self.dist.broadcast_object(ckpt)
+        if ckpt is None:
+            return _Progress()
+        model.load_state_dict(ckpt.model)
+        opt.load_state_dict(ckpt.optimizer)
+        if ckpt.torch_rng is not None:
+            torch.set_rng_state(ckpt.torch_rng)
+        state = _Progress.from_checkpoint(ckpt)
+        if self.dist.is_main:
+            message = f"resuming from the checkpoint of epoch {state.epoch} in {self.checkpoint_dir}"
+            if self.console is not None:
+                self.console.print(message)
+            else:
+                print(message, file=sys.stderr)
+        return state
 
 
 class _progress:
