@@ -358,6 +358,45 @@ def export(
 
 
 @app.command()
+def compress(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `liverec train`."),
+    method: str = typer.Option(
+        ..., "--method",
+        help="int8 | int4 | fp16 | bf16 | linear-int8 | prune-magnitude | prune-structured | "
+        "merge-rare | distill; chain with commas, e.g. merge-rare,int4.",
+    ),
+    out: Path = typer.Option(..., "--out", help="Compressed run directory (exportable, servable)."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Method option name=value, e.g. amount=0.5, min_count=5, dim=16."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars (distill)."),
+) -> None:
+    """Compress a trained run (quantise, prune or distil) into a new run directory."""
+    from liverec.compress import CompressOptions, compress_run, parse_methods
+    from liverec.models.base import make_config
+
+    with user_errors():
+        methods = parse_methods(method)
+        raw: dict[str, Any] = {}
+        for assignment in set_:
+            key, sep, value = assignment.partition("=")
+            if not sep:
+                raise LiverecError(f"--set expects name=value, got {assignment!r}")
+            raw[key.strip()] = parse_value(value)
+        options = make_config(CompressOptions, raw)
+        if not (run_dir / "model.safetensors").is_file():
+            raise DataNotFoundError(f"{run_dir} is not a run directory (no model.safetensors)")
+        metrics = compress_run(run_dir, out, methods, options, console=None if quiet else console)
+        info = metrics["compression"]
+        rows = {"original": info["source_test"], "+".join(methods): metrics["test"]}
+        console.print(metrics_table(rows, f"{metrics['model']} on {metrics['data']} (test)"))
+        console.print(
+            f"model.safetensors {info['source_bytes']:,} -> {info['bytes']:,} bytes "
+            f"({info['source_bytes'] / info['bytes']:.2f}x smaller) -> {out}"
+        )
+
+
+@app.command()
 def serve(
     registry: Path = typer.Argument(..., help="Registry directory written by `liverec export`."),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback by default)."),

@@ -274,13 +274,16 @@ def load_run_config(path: str | Path) -> tuple[RunConfig, IdVocab, IdVocab]:
 
 
 def load_run(path: str | Path, device: str = "cpu") -> tuple[RunConfig, Recommender, IdVocab, IdVocab]:
-    """Read a run directory back: its config, the model with weights, and the vocabularies."""
-    from safetensors.torch import load_file
+    """Read a run directory back: its config, the model with weights, and the vocabularies.
+
+    A compressed run (liverec.compress) is rebuilt from the steps recorded in its weights file.
+    """
+    from liverec.compress.artifact import load_into
 
     path = Path(path)
     cfg, users, items = load_run_config(path)
     model = build_model(cfg.model, cfg.params, len(users), len(items))
-    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    load_into(model, path / "model.safetensors")
     return cfg, model.to(resolve_device(device)).eval(), users, items
 
 

@@ -64,6 +64,17 @@ class Recommender(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} is trained by the Trainer, not fit()")
 
 
+def dot_all(table: nn.Module, queries: torch.Tensor) -> torch.Tensor:
+    """queries (B, D) against every row of an embedding table -> (B, rows).
+
+    Compressed tables (liverec.compress) provide `dot_all` and score straight from their codes,
+    without first expanding a float copy of the whole table.
+    """
+    if hasattr(table, "dot_all"):
+        return table.dot_all(queries)
+    return queries @ table.weight.T
+
+
 COLD_ITEM_SCORE = -1e30  # below any real score, still finite (top-k and metrics stay well defined)
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from liverec.errors import LiverecError
-from liverec.models.base import Recommender
+from liverec.models.base import Recommender, dot_all
 
 
 @dataclass
@@ -66,7 +66,7 @@ class MF(Recommender):
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """users (B,) -> (B, I)."""
-        scores = self.user_emb(users) @ self.item_emb.weight.T  # (B, I)
+        scores = dot_all(self.item_emb, self.user_emb(users))  # (B, I)
         if self.config.use_bias:
             scores = scores + self.item_bias.weight.T  # (1, I) broadcast
             scores = scores + self.user_bias(users) + self.global_bias  # (B, 1) broadcast

@@ -1,0 +1,130 @@
+"""Knowledge distillation: a small MF student learns the ground truth and its teacher's ranking.
+
+    loss = ground-truth loss (the teacher's own recipe: BPR / BCE / softmax over sampled negatives)
+         + kd_weight · T² · KL( softmax(teacher / T) || softmax(student / T) )  over C items per row
+
+C = the teacher's top_k items for the user (where its knowledge is: which near-misses rank high)
+plus random_items uniform items (so the student also learns what the teacher ranks low). The
+teacher is any trained run, MF or LightGCN or anything with `score`; it stays frozen. Training goes
+through the one Trainer with the run's batches; only the step function differs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from liverec.errors import LiverecError
+
+_TOPK_USERS = 1024  # users per teacher score_all chunk when collecting its top items
+
+
+@torch.no_grad()
+def teacher_top_items(teacher, num_users: int, k: int) -> torch.Tensor:
+    """(U, k) the teacher's highest-scored items per user, in user chunks (no U × I matrix)."""
+    chunks = []
+    for start in range(0, num_users, _TOPK_USERS):
+        users = torch.arange(start, min(start + _TOPK_USERS, num_users))
+        chunks.append(teacher.score_all(users).topk(k, dim=1).indices)
+    return torch.cat(chunks)
+
+
+def distillation_loss(
+    student, teacher, users: torch.Tensor, candidates: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """T² · KL(teacher || student) over candidates (B, C) of users (B,), mean over the batch."""
+    with torch.no_grad():
+        target = F.log_softmax(teacher.score(users, candidates) / temperature, dim=1)  # (B, C)
+    pred = F.log_softmax(student.score(users, candidates) / temperature, dim=1)  # (B, C)
+    # T² keeps the gradient scale independent of T (Hinton et al. 2015)
+    return F.kl_div(pred, target, log_target=True, reduction="batchmean") * temperature**2
+
+
+def parameter_count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def distill_run(teacher_dir: Path, out: Path, options, console=None) -> dict:
+    """Train an MF student of `options.dim` on the teacher run's data and soft ranking; write `out`."""
+    from liverec.evaluate import evaluate
+    from liverec.experiment import RunConfig, check_same_vocab, load_dataset, load_run, save_run
+    from liverec.models import build_model
+    from liverec.train.pairwise import PairBatches, make_sampler, pair_loss
+    from liverec.train.trainer import Trainer
+
+    cfg, teacher, users, items = load_run(teacher_dir, device="cpu")
+    if out.resolve() == teacher_dir.resolve():
+        raise LiverecError("--out must differ from the teacher's run directory")
+    if options.top_k > len(items):
+        raise LiverecError(f"top_k={options.top_k} exceeds the {len(items)} items of the catalogue")
+    ds = load_dataset(cfg)
+    check_same_vocab(ds, users, items)
+    train_cfg = copy.deepcopy(cfg.train)
+    train_cfg.epochs = options.epochs or train_cfg.epochs
+    train_cfg.lr = options.lr or train_cfg.lr
+    train_cfg.device, train_cfg.progress = "cpu", console is not None
+    student_cfg = RunConfig(
+        model="mf", data=cfg.data, seed=cfg.seed, params={"embedding_dim": options.dim},
+        dataset=cfg.dataset, train=train_cfg, eval=cfg.eval,
+    )
+    torch.manual_seed(cfg.seed)  # the entry point owns the seed, as in fit_model
+    student = build_model("mf", student_cfg.params, len(users), len(items))
+    if parameter_count(student) >= parameter_count(teacher):
+        raise LiverecError(f"a student with dim={options.dim} is not smaller than the teacher")
+
+    top = teacher_top_items(teacher, len(users), options.top_k)  # (U, top_k)
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    def step(model, batch) -> torch.Tensor:
+        rand = torch.randint(len(items), (len(batch.users), options.random_items), generator=gen)
+        candidates = torch.cat([top[batch.users], rand], dim=1)  # (B, top_k + random_items)
+        kd = distillation_loss(model, teacher, batch.users, candidates, options.temperature)
+        return pair_loss(model, batch, train_cfg) + options.kd_weight * kd
+
+    rng = np.random.default_rng(cfg.seed)
+    train_csr = ds.train.csr()
+    batches = PairBatches(
+        ds.train, make_sampler(train_cfg, train_csr, student), train_cfg.num_negatives,
+        train_cfg.batch_size, rng, torch.device("cpu"), shared=train_cfg.shared_negatives,
+    )
+    valid_eval = None
+    if ds.valid is not None and len(ds.valid) > 0:
+        def valid_eval(m):
+            return {k: v for k, v in evaluate(m, ds, "valid", cfg.eval).items() if k != "users"}
+    result = Trainer(train_cfg, console=console).fit(student, step, lambda epoch: batches, valid_eval)
+    student.eval()
+    test = {k: v for k, v in evaluate(student, ds, "test", cfg.eval).items() if k != "users"}
+    reference = json.loads((teacher_dir / "metrics.json").read_text())
+    partial = out.parent / f".{out.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        metrics = {
+            "model": "mf", "data": cfg.data, "valid": result.best_valid, "test": test,
+            "train_seconds": round(result.seconds, 2), "best_epoch": result.best_epoch,
+            "compression": {
+                "methods": ["distill"], "options": asdict(options),
+                "source": str(teacher_dir.resolve()), "source_model": cfg.model,
+                "params": parameter_count(student), "source_params": parameter_count(teacher),
+                "source_bytes": (teacher_dir / "model.safetensors").stat().st_size,
+                "source_test": reference.get("test", {}),
+            },
+        }
+        save_run(partial, student_cfg, student, ds, metrics)
+        metrics["compression"]["bytes"] = (partial / "model.safetensors").stat().st_size
+        (partial / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(partial, out)
+    return metrics
