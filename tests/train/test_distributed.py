@@ -51,9 +51,10 @@ def loss_curve(world: int, cfg: RunConfig, tmp_path: Path) -> np.ndarray:
         _, _, history = fit_model(cfg, tiny_dataset())
         return np.array([r["loss"] for r in history])
     result = tmp_path / f"losses-{world}.json"
-    # fork: the workers start in milliseconds instead of re-importing torch
+    # spawn, not fork: a child forked after the parent started its OpenMP thread pool (any torch op
+    # with more than one thread) can deadlock in its first parallel region
     mp.start_processes(_worker, args=(world, str(tmp_path / "store"), cfg, str(result)),
-                       nprocs=world, start_method="fork")
+                       nprocs=world, start_method="spawn")
     return np.array(json.loads(result.read_text()))
 
 
