@@ -24,6 +24,7 @@ from liverec.evaluate import EvalConfig, evaluate
 from liverec.models import MODELS, build_model
 from liverec.models.base import Recommender, make_config
 from liverec.train.pairwise import PairBatches, make_sampler, pair_loss
+from liverec.train.sequence import make_sequence_batches, sequence_loss
 from liverec.train.trainer import TrainConfig, Trainer, resolve_device
 
 
@@ -96,19 +97,26 @@ def fit_model(cfg: RunConfig, ds: Dataset, history_path: Path | None = None, con
         model.set_graph(train_csr)
     trainer = Trainer(cfg.train, history_path=history_path, console=console)
     rng = np.random.default_rng(cfg.seed)
-    sampler = make_sampler(cfg.train, train_csr, model)
-    batches = PairBatches(
-        ds.train, sampler, cfg.train.num_negatives, cfg.train.batch_size, rng, device,
-        shared=cfg.train.shared_negatives,
-    )
+    if model.sequential:  # next-item prediction over each user's time-ordered training items
+        batches = make_sequence_batches(model, ds.train, train_csr, cfg.train, rng, device)
+
+        def step(m, b):
+            return sequence_loss(m, b, cfg.train)
+    else:
+        sampler = make_sampler(cfg.train, train_csr, model)
+        batches = PairBatches(
+            ds.train, sampler, cfg.train.num_negatives, cfg.train.batch_size, rng, device,
+            shared=cfg.train.shared_negatives,
+        )
+
+        def step(m, b):
+            return pair_loss(m, b, cfg.train)
     valid_eval = None
     if ds.valid is not None and len(ds.valid) > 0:
         def valid_eval(m):
             return {k: v for k, v in evaluate(m, ds, "valid", cfg.eval, device=device).items()
                     if k != "users"}
-    result = trainer.fit(
-        model, lambda m, b: pair_loss(m, b, cfg.train), lambda epoch: batches, valid_eval
-    )
+    result = trainer.fit(model, step, lambda epoch: batches, valid_eval)
     return model, result.best_epoch, result.history
 
 
@@ -130,6 +138,7 @@ def train_run(cfg: RunConfig, out: Path, console=None) -> dict:
             if ds.valid is not None and len(ds.valid) else {}
         )
         test = evaluate(model, ds, "test", cfg.eval, device=device)
+        model.set_history(ds.revealed("all"))  # saved and served with every user's latest items
         metrics = {
             "model": cfg.model, "data": cfg.data, "valid": valid, "test": test,
             "train_seconds": round(train_seconds, 2),

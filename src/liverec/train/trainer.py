@@ -18,6 +18,8 @@ from torch import nn
 
 from liverec.errors import LiverecError
 
+LOSSES = ("bpr", "bce", "softmax", "gbce", "ce")
+
 
 @dataclass
 class TrainConfig:
@@ -30,7 +32,8 @@ class TrainConfig:
     lr_schedule: str = "constant"  # constant | cosine (per step, from lr down to 0 at the last epoch)
     weight_decay: float = 0.0  # decoupled (adamw) or coupled (adam) decay on all parameters
     l2: float = 0.0  # coefficient on model.regularization(batch) / batch_size (BPR-style L2)
-    loss: str = "bpr"  # bpr | bce | softmax (sampled softmax over the negatives)
+    loss: str = "bpr"  # bpr | bce | softmax (sampled softmax over the negatives) | gbce | ce (full softmax)
+    gbce_t: float = 0.75  # loss = gbce: calibration t in [0, 1] (0 = plain BCE; gSASRec used 0.75)
     num_negatives: int = 1  # negatives per positive
     sampler: str = "uniform"  # uniform | popularity | in_batch | hard
     sampler_alpha: float = 0.75  # popularity exponent for sampler = popularity
@@ -52,8 +55,10 @@ class TrainConfig:
             raise LiverecError(f"train.lr_schedule must be constant or cosine, not {self.lr_schedule!r}")
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise LiverecError(f"train.optimizer must be adam, adamw or sgd, not {self.optimizer!r}")
-        if self.loss not in ("bpr", "bce", "softmax"):
-            raise LiverecError(f"train.loss must be bpr, bce or softmax, not {self.loss!r}")
+        if self.loss not in LOSSES:
+            raise LiverecError(f"train.loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+        if not 0.0 <= self.gbce_t <= 1.0:
+            raise LiverecError(f"train.gbce_t must be in [0, 1], got {self.gbce_t}")
         if self.sampler not in ("uniform", "popularity", "in_batch", "hard"):
             raise LiverecError(
                 f"train.sampler must be uniform, popularity, in_batch or hard, not {self.sampler!r}"
