@@ -91,6 +91,8 @@ def fit_model(cfg: RunConfig, ds: Dataset, history_path: Path | None = None, con
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         model.fit(train_csr, generator=gen)
         return model, 0, []
+    if cfg.train.init_from:
+        warm_start(model, Path(cfg.train.init_from))
     if hasattr(model, "prepare"):
         model.prepare()
     if hasattr(model, "set_graph"):  # graph models propagate over the training interactions
@@ -118,6 +120,22 @@ def fit_model(cfg: RunConfig, ds: Dataset, history_path: Path | None = None, con
                     if k != "users"}
     result = trainer.fit(model, step, lambda epoch: batches, valid_eval)
     return model, result.best_epoch, result.history
+
+
+def warm_start(model: Recommender, run_dir: Path) -> None:
+    """Load the weights of a run directory into `model` (the same model options and data)."""
+    from safetensors.torch import load_file
+
+    path = run_dir / "model.safetensors"
+    if not path.is_file():
+        raise DataNotFoundError(f"train.init_from: {run_dir} is not a run directory (no model.safetensors)")
+    try:
+        model.load_state_dict(load_file(str(path), device=str(next(model.parameters()).device)))
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[-1].strip()
+        raise LiverecError(
+            f"train.init_from: the weights in {run_dir} do not fit this model and data ({first})"
+        ) from None
 
 
 def train_run(cfg: RunConfig, out: Path, console=None) -> dict:

@@ -167,3 +167,50 @@ def test_fit_and_evaluate_reveal_history_by_stage() -> None:
     evaluate(m, ds, "test", EvalConfig(protocol="sampled:20", ks=(10,)))
     assert [int(m.history[u, -1]) - 1 for u in users] == [latest(ds.valid, u) for u in users]
     assert [int(m.history[u, -2]) - 1 for u in users] == [latest(ds.train, u) for u in users]
+
+
+def test_saved_run_holds_every_users_latest_sequence(tmp_path) -> None:
+    """A trained run is saved (and published) knowing each user's latest item, the test one included."""
+    from liverec.experiment import load_run, train_run
+    from liverec.registry import load_version, publish
+
+    ev = synthetic_events(num_users=40, num_items=50, events_per_user=8, seed=4)
+    data = tmp_path / "events.csv"
+    data.write_text("user,item,timestamp\n" + "".join(
+        f"{u},{i},{t}\n" for u, i, t in zip(ev.user, ev.item, ev.timestamp, strict=True)))
+    cfg = RunConfig(model="sasrec", data=str(data), params={"max_len": 5, "embedding_dim": 8},
+                    train=TrainConfig(epochs=1, progress=False), eval=EvalConfig(ks=(5,)))
+    train_run(cfg, tmp_path / "run")
+    _, m, users, items = load_run(tmp_path / "run")
+    newest = {}
+    for u, i, t in zip(ev.user.tolist(), ev.item.tolist(), ev.timestamp.tolist(), strict=True):
+        if t >= newest.get(u, (-1, None))[0]:
+            newest[u] = (t, i)
+    uidx = users.encode(np.array(sorted(newest)))
+    expected = items.encode(np.array([newest[u][1] for u in sorted(newest)]))
+    np.testing.assert_array_equal(m.history[uidx, -1].numpy() - 1, expected)
+    art = load_version(tmp_path / "reg", publish(tmp_path / "run", tmp_path / "reg"))
+    scores = torch.from_numpy(art.user_vectors[:3] @ art.item_vectors.T)
+    torch.testing.assert_close(scores, m.score_all(torch.arange(3)), rtol=1e-4, atol=1e-4)
+
+
+def test_warm_start_from_a_run(tmp_path) -> None:
+    from liverec.experiment import load_run, train_run
+
+    ev = synthetic_events(num_users=30, num_items=40, events_per_user=6, seed=5)
+    data = tmp_path / "events.csv"
+    data.write_text("user,item,timestamp\n" + "".join(
+        f"{u},{i},{t}\n" for u, i, t in zip(ev.user, ev.item, ev.timestamp, strict=True)))
+    params = {"max_len": 4, "embedding_dim": 8}
+    first = RunConfig(model="sasrec", data=str(data), params=params, train=TrainConfig(epochs=1, progress=False))
+    train_run(first, tmp_path / "a")
+    _, trained, _, _ = load_run(tmp_path / "a")
+    again = RunConfig(model="sasrec", data=str(data), params=params,
+                      train=TrainConfig(epochs=1, lr=1e-12, progress=False, init_from=str(tmp_path / "a")))
+    train_run(again, tmp_path / "b")
+    _, continued, _, _ = load_run(tmp_path / "b")
+    torch.testing.assert_close(continued.item_emb.weight, trained.item_emb.weight, rtol=0, atol=1e-6)
+    wrong = RunConfig(model="sasrec", data=str(data), params={**params, "embedding_dim": 16},
+                      train=TrainConfig(epochs=1, progress=False, init_from=str(tmp_path / "a")))
+    with pytest.raises(LiverecError, match="do not fit"):
+        train_run(wrong, tmp_path / "c")

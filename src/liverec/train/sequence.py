@@ -56,7 +56,7 @@ class SequenceBatches:
     (`loss = "ce"`) draws none. Every batch is cut to its longest row (exact for SASRec, whose
     positions count from the right), and rows are bucketed by length: the shuffled users are sorted
     by length within windows of `bucket_batches` batches, cut into batches, and the batches are
-    shuffled, so little compute goes to padding (half the epoch time on ML-1M at L = 200).
+    shuffled, so little compute goes to padding (ML-1M at L = 200: a random batch is ~half padding).
     """
 
     bucket_batches = 32  # batches per length-sorting window; 1 = plain random batches

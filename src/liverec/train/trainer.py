@@ -45,6 +45,8 @@ class TrainConfig:
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
     progress: bool = True  # Rich progress bars
+    init_from: str = ""  # run directory whose weights start training (warm start; same model and
+    # data); the optimizer state is not saved, so Adam starts afresh; "" = random initialisation
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
