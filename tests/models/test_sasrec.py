@@ -214,3 +214,20 @@ def test_warm_start_from_a_run(tmp_path) -> None:
                       train=TrainConfig(epochs=1, progress=False, init_from=str(tmp_path / "a")))
     with pytest.raises(LiverecError, match="do not fit"):
         train_run(wrong, tmp_path / "c")
+
+
+def test_random_windows_cover_long_histories() -> None:
+    from liverec.sampling import UniformSampler
+
+    train = sequences({0: list(range(10)), 1: [20, 21]})
+    cfg = TrainConfig(loss="ce", batch_size=8, sequence_window="random")
+    batches = SequenceBatches(train, 3, UniformSampler(train.csr()), cfg, np.random.default_rng(0), torch.device("cpu"))
+    ends = set()
+    for _ in range(60):
+        for b in batches:
+            x, y = b.inputs[b.users == 0][0], b.targets[b.users == 0][0]
+            assert (x > 0).all() and x.tolist() == [i + 1 for i in range(x[0] - 1, x[0] + 2)]
+            assert y.tolist() == [i - 1 for i in x[1:].tolist()] + [int(x[-1])]  # next items
+            ends.add(int(y[-1]))
+            assert b.targets[b.users == 1][0][-1] == 21  # a short history is always whole
+    assert ends == set(range(3, 10))  # every window of 4 consecutive items occurs

@@ -16,7 +16,7 @@ import torch
 
 from liverec import losses
 from liverec.data.interactions import Interactions
-from liverec.data.sequences import PAD, last_items
+from liverec.data.sequences import PAD, user_sequences
 from liverec.errors import LiverecError
 from liverec.models.base import Recommender
 from liverec.train.pairwise import score_loss
@@ -45,6 +45,8 @@ def check_sequence_options(cfg: TrainConfig) -> None:
         )
     if cfg.l2 > 0:
         raise LiverecError("train.l2 is not used by sequence models; use train.weight_decay")
+    if cfg.sequence_window not in ("latest", "random"):
+        raise LiverecError(f"train.sequence_window must be latest or random, not {cfg.sequence_window!r}")
 
 
 class SequenceBatches:
@@ -65,19 +67,34 @@ class SequenceBatches:
         self, train: Interactions, max_len: int, sampler, cfg: TrainConfig,
         rng: np.random.Generator, device: torch.device,
     ) -> None:
-        window = last_items(train, max_len + 1)  # (U, L+1)
-        self.users = np.flatnonzero(window[:, -2] != PAD)  # users with at least one (input, target)
+        self.indptr, self.items = user_sequences(train)  # ragged, time-ordered
+        lengths = np.diff(self.indptr)
+        self.users = np.flatnonzero(lengths >= 2)  # users with at least one (input, target) pair
         if self.users.size == 0:
             raise LiverecError("no user has two training events: a sequence model has nothing to learn")
-        self.window = window[self.users]
+        self.lengths, self.span = lengths[self.users], max_len + 1
         self.sampler, self.cfg, self.rng, self.device = sampler, cfg, rng, device
 
     def __len__(self) -> int:
         return -(-self.users.size // self.cfg.batch_size)
 
+    def _windows(self) -> np.ndarray:
+        """(users, L+1) this epoch's row per user, left-padded with PAD: the latest L+1 training
+        items, or with `sequence_window = "random"` a window ending at a uniformly drawn position
+        (at least L+1 items in), so every part of a long history is trained on over the epochs."""
+        end = self.lengths  # (U,) exclusive end of each window within the user's sequence
+        if self.cfg.sequence_window == "random":
+            low = np.minimum(self.lengths, self.span)
+            end = low + (self.rng.random(self.lengths.size) * (self.lengths - low + 1)).astype(np.int64)
+        offset = end[:, None] - self.span + np.arange(self.span)  # (U, L+1) position in the sequence
+        inside = offset >= 0
+        flat = self.indptr[self.users][:, None] + np.where(inside, offset, 0)
+        return np.where(inside, self.items[flat], PAD)
+
     def __iter__(self):
-        for rows in self._batches():
-            w = self.window[rows]  # (B, L+1)
+        windows = self._windows()
+        for rows in self._batches(windows):
+            w = windows[rows]  # (B, L+1)
             real_input = w[:, :-1] != PAD
             first = int(np.argmax(real_input.any(0)))  # columns before are padding in every row
             inputs = np.where(real_input, w[:, :-1] + 1, 0)[:, first:]  # (B, W)
@@ -87,10 +104,10 @@ class SequenceBatches:
                 self._negatives(self.users[rows], targets),
             ).to(self.device)
 
-    def _batches(self) -> list[np.ndarray]:
+    def _batches(self, windows: np.ndarray) -> list[np.ndarray]:
         """Row indices of each batch of one epoch (shuffled, bucketed by length)."""
         size, order = self.cfg.batch_size, self.rng.permutation(self.users.size)
-        length = (self.window != PAD).sum(1)
+        length = (windows != PAD).sum(1)
         window = size * self.bucket_batches
         batches = []
         for start in range(0, order.size, window):  # a loop over windows of batches

@@ -33,6 +33,8 @@ class TrainConfig:
     weight_decay: float = 0.0  # decoupled (adamw) or coupled (adam) decay on all parameters
     l2: float = 0.0  # coefficient on model.regularization(batch) / batch_size (BPR-style L2)
     loss: str = "bpr"  # bpr | bce | softmax (sampled softmax over the negatives) | gbce | ce (full softmax)
+    sequence_window: str = "latest"  # sequence models: an epoch's row per user is the latest
+    # max_len + 1 training items, or "random": a window ending at a random point of the history
     gbce_t: float = 0.75  # loss = gbce: calibration t in [0, 1] (0 = plain BCE; gSASRec used 0.75)
     num_negatives: int = 1  # negatives per positive
     sampler: str = "uniform"  # uniform | popularity | in_batch | hard
