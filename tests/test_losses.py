@@ -104,3 +104,19 @@ def test_full_softmax_loss_matches_cross_entropy_with_gradients() -> None:
     torch.testing.assert_close(ours, ref)
     torch.testing.assert_close(gh, h.grad)
     torch.testing.assert_close(gw, w.grad)
+
+
+def test_pair_loss_full_softmax_and_gbce_paths() -> None:
+    from liverec.losses import gbce_loss
+    from liverec.models import build_model
+    from liverec.train.pairwise import PairBatch, pair_loss
+    from liverec.train.trainer import TrainConfig
+
+    torch.manual_seed(0)
+    mf = build_model("mf", {"embedding_dim": 4}, 3, 6)
+    batch = PairBatch(torch.tensor([0, 2]), torch.tensor([1, 5]), torch.tensor([[2, 3], [0, 4]]))
+    ce = pair_loss(mf, batch, TrainConfig(loss="ce"))
+    torch.testing.assert_close(ce, F.cross_entropy(mf.score_all(batch.users), batch.pos))
+    scores = mf.score(batch.users, torch.cat([batch.pos[:, None], batch.neg], 1))
+    expected = gbce_loss(scores[:, 0], scores[:, 1:], num_items=6, t=0.5)
+    torch.testing.assert_close(pair_loss(mf, batch, TrainConfig(loss="gbce", gbce_t=0.5)), expected)
