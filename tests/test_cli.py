@@ -105,6 +105,20 @@ def test_recommend_shows_history_and_unseen_items(unique_csv, tmp_path):
     assert run("recommend", out, "--user", "no-such-user").exit_code == 2
 
 
+def test_sasrec_train_and_recommend_from_the_latest_sequence(unique_csv, tmp_path):
+    out = tmp_path / "sasrec"
+    res = run("train", "sasrec", "--data", unique_csv, "--set", "train.epochs=2", "--set", "train.loss=\"ce\"",
+              "--set", "model.max_len=8", "--set", "model.embedding_dim=16", "--out", out, "--quiet")
+    assert res.exit_code == 0, res.output
+    user = unique_csv.read_text().splitlines()[1].split(",")[0]
+    res = run("recommend", out, "--user", user, "--k", "5")
+    assert res.exit_code == 0, res.output
+    assert "top-5 recommendations (SASRec)" in res.output
+    res = run("train", "sasrec", "--data", unique_csv, "--set", "train.sampler=\"hard\"", "--out",
+              tmp_path / "bad", "--quiet")
+    assert res.exit_code == 2 and "sampler" in res.output
+
+
 @pytest.mark.parametrize(
     "args,message",
     [

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from liverec.losses import bce_loss, bpr_loss, sampled_softmax_loss, softmax_loss
 
@@ -74,3 +75,48 @@ def test_losses_backpropagate():
     for fn in (bpr_loss, bce_loss, sampled_softmax_loss):
         fn(pos, neg).backward()
     assert pos.grad is not None and torch.all(pos.grad < 0)  # raising positives lowers every loss
+
+
+def test_gbce_reduces_to_bce_at_t0_and_weights_positives() -> None:
+    from liverec.losses import gbce_loss
+
+    pos, neg = torch.tensor([0.5, -1.0]), torch.tensor([[0.2, 0.1], [1.0, -2.0]])
+    torch.testing.assert_close(gbce_loss(pos, neg, num_items=100, t=0.0), bce_loss(pos, neg))
+    # t = 1: beta = alpha = N / (I - 1) scales the positives' terms
+    alpha = 2 / 99
+    expected = (alpha * F.softplus(-pos).sum() + F.softplus(neg).sum()) / 6
+    torch.testing.assert_close(gbce_loss(pos, neg, num_items=100, t=1.0), expected)
+
+
+def test_full_softmax_loss_matches_cross_entropy_with_gradients() -> None:
+    from liverec.losses import full_softmax_loss
+
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(37, 8, generator=g, requires_grad=True)
+    w = torch.randn(11, 8, generator=g, requires_grad=True)
+    t = torch.randint(11, (37,), generator=g)
+    ours = full_softmax_loss(h, w, t, chunk_size=5)
+    (ours * 3).backward()
+    gh, gw = h.grad.clone(), w.grad.clone()
+    h.grad = w.grad = None
+    ref = F.cross_entropy(h @ w.T, t)
+    (ref * 3).backward()
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(gh, h.grad)
+    torch.testing.assert_close(gw, w.grad)
+
+
+def test_pair_loss_full_softmax_and_gbce_paths() -> None:
+    from liverec.losses import gbce_loss
+    from liverec.models import build_model
+    from liverec.train.pairwise import PairBatch, pair_loss
+    from liverec.train.trainer import TrainConfig
+
+    torch.manual_seed(0)
+    mf = build_model("mf", {"embedding_dim": 4}, 3, 6)
+    batch = PairBatch(torch.tensor([0, 2]), torch.tensor([1, 5]), torch.tensor([[2, 3], [0, 4]]))
+    ce = pair_loss(mf, batch, TrainConfig(loss="ce"))
+    torch.testing.assert_close(ce, F.cross_entropy(mf.score_all(batch.users), batch.pos))
+    scores = mf.score(batch.users, torch.cat([batch.pos[:, None], batch.neg], 1))
+    expected = gbce_loss(scores[:, 0], scores[:, 1:], num_items=6, t=0.5)
+    torch.testing.assert_close(pair_loss(mf, batch, TrainConfig(loss="gbce", gbce_t=0.5)), expected)

@@ -26,6 +26,7 @@ from liverec.models import MODELS, build_model
 from liverec.models.base import Recommender, make_config
 from liverec.train.distributed import DistContext
 from liverec.train.pairwise import PairBatches, make_sampler, pair_loss
+from liverec.train.sequence import make_sequence_batches, sequence_loss
 from liverec.train.trainer import TrainConfig, Trainer, resolve_device
 
 
@@ -101,26 +102,59 @@ def fit_model(
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         model.fit(train_csr, generator=gen)
         return model, 0, []
+    if cfg.train.init_from:
+        warm_start(model, Path(cfg.train.init_from))
     if hasattr(model, "prepare"):
         model.prepare()
     if hasattr(model, "set_graph"):  # graph models propagate over the training interactions
         model.set_graph(train_csr)  # every rank holds the whole graph (propagation needs it)
     trainer = Trainer(cfg.train, history_path, console, checkpoint_dir, dist)
-    sampler = make_sampler(cfg.train, train_csr, model)
-    batches = PairBatches(
-        ds.train, sampler, cfg.train.num_negatives, cfg.train.batch_size, None, device,
-        shared=cfg.train.shared_negatives, shard=dist.shard,
-    )
+    if model.sequential:  # next-item prediction over each user's time-ordered training items
+        if dist.distributed:
+            raise LiverecError(f"{cfg.model} trains in one process for now; run it without --nproc")
+        rng = np.random.default_rng(cfg.seed)
+        sequence_batches = make_sequence_batches(model, ds.train, train_csr, cfg.train, rng, device)
+
+        def step(m, b):
+            return sequence_loss(m, b, cfg.train)
+
+        def batches(epoch):
+            return sequence_batches
+    else:
+        sampler = make_sampler(cfg.train, train_csr, model)
+        pair_batches = PairBatches(
+            ds.train, sampler, cfg.train.num_negatives, cfg.train.batch_size, None, device,
+            shared=cfg.train.shared_negatives, shard=dist.shard,
+        )
+
+        def step(m, b):
+            return pair_loss(m, b, cfg.train)
+
+        def batches(epoch):
+            return pair_batches.for_epoch(cfg.seed, epoch)
     valid_eval = None
     if dist.is_main and ds.valid is not None and len(ds.valid) > 0:
         def valid_eval(m):
             return {k: v for k, v in evaluate(m, ds, "valid", cfg.eval, device=device).items()
                     if k != "users"}
-    result = trainer.fit(
-        model, lambda m, b: pair_loss(m, b, cfg.train),
-        lambda epoch: batches.for_epoch(cfg.seed, epoch), valid_eval,
-    )
+    result = trainer.fit(model, step, batches, valid_eval)
     return model, result.best_epoch, result.history
+
+
+def warm_start(model: Recommender, run_dir: Path) -> None:
+    """Load the weights of a run directory into `model` (the same model options and data)."""
+    from safetensors.torch import load_file
+
+    path = run_dir / "model.safetensors"
+    if not path.is_file():
+        raise DataNotFoundError(f"train.init_from: {run_dir} is not a run directory (no model.safetensors)")
+    try:
+        model.load_state_dict(load_file(str(path), device=str(next(model.parameters()).device)))
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[-1].strip()
+        raise LiverecError(
+            f"train.init_from: the weights in {run_dir} do not fit this model and data ({first})"
+        ) from None
 
 
 def train_run(cfg: RunConfig, out: Path, console=None, dist: DistContext | None = None) -> dict | None:
@@ -171,6 +205,7 @@ def _evaluate_and_save(cfg, ds, model, partial, train_seconds, best_epoch, dist)
         if ds.valid is not None and len(ds.valid) else {}
     )
     test = evaluate(model, ds, "test", cfg.eval, device=device)
+    model.set_history(ds.revealed("all"))  # sequence models: saved and served with every user's latest items
     metrics = {
         "model": cfg.model, "data": cfg.data, "valid": valid, "test": test,
         "train_seconds": round(train_seconds, 2),

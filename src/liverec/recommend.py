@@ -26,8 +26,12 @@ def recommend_for_user(model: Recommender, ds: Dataset, user: int, k: int) -> tu
     """Top-k unseen items (indices) and their scores for one user."""
     device = next(iter(model.state_dict().values())).device
     model.eval()
-    scores = model.score_all(torch.tensor([user], device=device))[0].float()
-    seen = torch.as_tensor(user_history(ds, user), device=device)
+    history = user_history(ds, user)
+    if model.sequential and history.size:  # the user's latest sequence, whatever the model stored
+        scores = model.score_sequences([history])[0].float()
+    else:
+        scores = model.score_all(torch.tensor([user], device=device))[0].float()
+    seen = torch.as_tensor(history, device=device)
     scores[seen] = -torch.inf
     k = min(k, int(torch.isfinite(scores).sum()))
     top = torch.topk(scores, k)

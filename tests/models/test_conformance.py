@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from liverec.data.interactions import Interactions
 from liverec.errors import LiverecError
 from liverec.models import MODELS, build_model
 
@@ -26,6 +27,7 @@ PARAMS: dict[str, dict] = {
     "ials": {"embedding_dim": 8, "epochs": 8, "l2": 0.01},
     "lightgcn": {"embedding_dim": 16, "num_layers": 2},
     "gfcf": {"num_factors": 8},
+    "sasrec": {"max_len": 8, "embedding_dim": 16, "dropout": 0.1},
 }
 EXTRA_CASES = [
     ("mf", {"embedding_dim": 16, "use_bias": False}),
@@ -33,6 +35,7 @@ EXTRA_CASES = [
     ("neumf", {"variant": "mlp", "mlp_layers": [32, 16, 8], "dropout": 0.1}),
     ("ials", {"embedding_dim": 8, "epochs": 8, "l2": 0.01, "cg_steps": 3}),
     ("ease", {"l2": 50.0, "dtype": "float64"}),
+    ("sasrec", {"max_len": 4, "embedding_dim": 16, "num_blocks": 1, "num_heads": 2}),
 ]
 CASES = [(name, PARAMS.get(name, {})) for name in MODELS] + EXTRA_CASES
 NON_PERSONALISED = {"pop"}  # same ranking for every user: checked against counts instead
@@ -55,6 +58,12 @@ def block_data(seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
         dense[u, mine[:2]] = True
         dense[u, mine[2]] = False
     return sp.csr_matrix(dense.astype(np.float32)), user_group, item_group
+
+
+def as_interactions(x: sp.csr_matrix) -> Interactions:
+    """The matrix's cells as events, each user's in column order (the sequence models' order)."""
+    coo = x.tocoo()
+    return Interactions(coo.row.astype(np.int64), coo.col.astype(np.int64), *x.shape)
 
 
 def train_bpr(model: torch.nn.Module, x: sp.csr_matrix, steps: int = 300, seed: int = 0) -> None:
@@ -90,6 +99,7 @@ def trained(request: pytest.FixtureRequest):
     model = build_model(name, params, NUM_USERS, NUM_ITEMS)
     if hasattr(model, "set_graph"):
         model.set_graph(x)
+    model.set_history(as_interactions(x))  # sequence models score users from these items
     if model.trainable:
         train_bpr(model, x)
     else:

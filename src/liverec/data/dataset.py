@@ -34,12 +34,19 @@ class Dataset:
     def num_items(self) -> int:
         return len(self.items)
 
+    def revealed(self, stage: str) -> Interactions:
+        """What a model may know when ranking for `stage`: train for "valid"; train+valid for
+        "test"; every split for "all" (recommending after the data set's end)."""
+        parts = [self.train]
+        if stage in ("test", "all") and self.valid is not None:
+            parts.append(self.valid)
+        if stage == "all":
+            parts.append(self.test)
+        return Interactions.concat(parts)
+
     def known_items(self, stage: str) -> sp.csr_matrix:
         """Items to mask when ranking for `stage`: train for "valid"; train+valid for "test"."""
-        parts = [self.train]
-        if stage == "test" and self.valid is not None:
-            parts.append(self.valid)
-        return Interactions.concat(parts).csr()
+        return self.revealed(stage).csr()
 
     def title(self, raw_item) -> str:
         return str(self.item_titles.get(raw_item, raw_item))

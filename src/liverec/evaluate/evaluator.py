@@ -79,6 +79,7 @@ def evaluate(
         raise LiverecError(f"the split has no {stage} interactions to evaluate on")
     was_training = model.training
     model.eval()
+    model.set_history(ds.revealed(stage))  # sequence models read each user's latest items
     try:
         with torch.no_grad():
             if cfg.num_negatives is None:

@@ -13,6 +13,7 @@ from liverec.models.lightgcn import LightGCN
 from liverec.models.mf import MF
 from liverec.models.neumf import NeuMF
 from liverec.models.pop import Pop
+from liverec.models.sasrec import SASRec
 
 MODELS: dict[str, type[Recommender]] = {
     "mf": MF,
@@ -22,6 +23,7 @@ MODELS: dict[str, type[Recommender]] = {
     "gfcf": GFCF,
     "lightgcn": LightGCN,
     "pop": Pop,
+    "sasrec": SASRec,
 }
 
 

@@ -6,8 +6,9 @@ object. Sizes (`num_users`, `num_items`) come from the vocabulary at the entry p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import scipy.sparse as sp
 import torch
@@ -15,16 +16,23 @@ from torch import nn
 
 from liverec.errors import LiverecError
 
+if TYPE_CHECKING:
+    from liverec.data.interactions import Interactions
+
 
 class Recommender(nn.Module):
     """Base class. Subclasses set `Config` (a dataclass) and implement `score` and `score_all`.
 
     - Gradient-trained models (`trainable = True`) are fitted by `liverec.train.Trainer`.
     - Closed-form / statistical models (`trainable = False`) implement `fit(train_csr)`.
+    - Sequence models (`sequential = True`) represent a user by their latest items: they are
+      trained on per-user sequences (liverec.train.sequence), told the history revealed so far with
+      `set_history`, and can score sequences passed in directly (`score_sequences`).
     """
 
     Config: ClassVar[type]
     trainable: ClassVar[bool] = True
+    sequential: ClassVar[bool] = False
 
     def __init__(self, config: Any, num_users: int, num_items: int) -> None:
         super().__init__()
@@ -39,6 +47,14 @@ class Recommender(nn.Module):
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """Scores of the whole catalogue: users (B,) -> (B, num_items)."""
         raise NotImplementedError
+
+    def set_history(self, history: Interactions) -> None:
+        """Condition on the interactions revealed so far (the evaluator passes train for "valid",
+        train + valid for "test"). Sequence models keep each user's latest items; others ignore it."""
+
+    def score_sequences(self, sequences: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Scores of the catalogue after each sequence of item indices (oldest first): -> (B, num_items)."""
+        raise LiverecError(f"{type(self).__name__} is not a sequence model; it scores known users only")
 
     def score_shared(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of every user against the same items: users (B,), items (M,) -> (B, M).

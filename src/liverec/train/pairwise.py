@@ -136,12 +136,10 @@ def pair_loss(model: Recommender, batch: PairBatch, cfg: TrainConfig) -> torch.T
         items = torch.cat([batch.pos[:, None], batch.neg], dim=1)  # (B, 1+N)
         scores = model.score(batch.users, items)  # (B, 1+N)
         pos, neg = scores[:, 0], scores[:, 1:]
-    if cfg.loss == "bpr":
-        loss = losses.bpr_loss(pos, neg)
-    elif cfg.loss == "bce":
-        loss = losses.bce_loss(pos, neg)
+    if cfg.loss == "ce":  # full softmax over the catalogue; the sampled negatives are unused
+        loss = losses.softmax_loss(model.score_all(batch.users), batch.pos)
     else:
-        loss = losses.sampled_softmax_loss(pos, neg)
+        loss = score_loss(pos, neg, cfg, model.num_items)
     if cfg.l2 > 0:
         loss = loss + cfg.l2 * l2_penalty(model, batch, items, cfg.l2_per)
     return loss
@@ -161,3 +159,16 @@ def l2_penalty(model: Recommender, batch: PairBatch, items: torch.Tensor, per: s
         item_part = model.regularization(none, items)
     user_part = (1 + n) * model.regularization(batch.users, items[:0])
     return (user_part + item_part) / (b * (1 + n))
+
+
+def score_loss(pos: torch.Tensor, neg: torch.Tensor, cfg: TrainConfig, num_items: int) -> torch.Tensor:
+    """The configured loss of positive scores (B,) against negative scores (B, N)."""
+    if cfg.loss == "bpr":
+        return losses.bpr_loss(pos, neg)
+    if cfg.loss == "bce":
+        return losses.bce_loss(pos, neg)
+    if cfg.loss == "gbce":
+        return losses.gbce_loss(pos, neg, num_items, cfg.gbce_t)
+    if cfg.loss == "softmax":
+        return losses.sampled_softmax_loss(pos, neg)
+    raise LiverecError(f"train.loss={cfg.loss!r} does not score sampled negatives")

@@ -22,6 +22,8 @@ from liverec.errors import LiverecError
 from liverec.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from liverec.train.distributed import DistContext
 
+LOSSES = ("bpr", "bce", "softmax", "gbce", "ce")
+
 
 @dataclass
 class TrainConfig:
@@ -40,7 +42,10 @@ class TrainConfig:
     # "pair" = per scored (user, item) pair, averaged over pairs, as per-example SGD (NCF, Rendle et
     # al. 2020): a user's row is counted once per item scored against it
     l2_per: str = "triple"
-    loss: str = "bpr"  # bpr | bce | softmax (sampled softmax over the negatives)
+    loss: str = "bpr"  # bpr | bce | softmax (sampled softmax over the negatives) | gbce | ce (full softmax)
+    sequence_window: str = "latest"  # sequence models: an epoch's row per user is the latest
+    # max_len + 1 training items, or "random": a window ending at a random point of the history
+    gbce_t: float = 0.75  # loss = gbce: calibration t in [0, 1] (0 = plain BCE; gSASRec used 0.75)
     num_negatives: int = 1  # negatives per positive
     sampler: str = "uniform"  # uniform | popularity | in_batch | hard
     sampler_alpha: float = 0.75  # popularity exponent for sampler = popularity
@@ -57,6 +62,8 @@ class TrainConfig:
     # (under torchrun --max-restarts > 0 it becomes 1, so a restarted worker resumes)
     checkpoint_every: int = 0
     progress: bool = True  # Rich progress bars
+    init_from: str = ""  # run directory whose weights start training (warm start; same model and
+    # data); the optimizer state is not saved, so Adam starts afresh; "" = random initialisation
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -69,8 +76,10 @@ class TrainConfig:
             raise LiverecError(f"train.lr_schedule must be constant or cosine, not {self.lr_schedule!r}")
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise LiverecError(f"train.optimizer must be adam, adamw or sgd, not {self.optimizer!r}")
-        if self.loss not in ("bpr", "bce", "softmax"):
-            raise LiverecError(f"train.loss must be bpr, bce or softmax, not {self.loss!r}")
+        if self.loss not in LOSSES:
+            raise LiverecError(f"train.loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+        if not 0.0 <= self.gbce_t <= 1.0:
+            raise LiverecError(f"train.gbce_t must be in [0, 1], got {self.gbce_t}")
         if self.sampler not in ("uniform", "popularity", "in_batch", "hard"):
             raise LiverecError(
                 f"train.sampler must be uniform, popularity, in_batch or hard, not {self.sampler!r}"
