@@ -28,7 +28,7 @@ class RecommendIn(BaseModel):
 
     user: RawId = Field(description="Raw user id as in the training data")
     k: int = Field(10, ge=1, le=MAX_K)
-    exclude_seen: bool = True
+    exclude_seen: bool = Field(True, strict=True)
     allow: list[RawId] | None = Field(None, max_length=MAX_LIST, description="Only these items")
     deny: list[RawId] | None = Field(None, max_length=MAX_LIST, description="Never these items")
 
@@ -58,8 +58,8 @@ class EventIn(BaseModel):
     user: RawId
     item: RawId
     type: Literal["view", "click", "purchase", "rating", "interaction"] = "interaction"
-    value: float = Field(1.0, allow_inf_nan=False)
-    timestamp: float | None = Field(None, ge=0, allow_inf_nan=False)
+    value: float = Field(1.0, allow_inf_nan=False, strict=True)  # strict: true is not 1.0
+    timestamp: float | None = Field(None, ge=0, allow_inf_nan=False, strict=True)
     context: dict[str, Any] | None = Field(None, description="Optional JSON object (device, page, ...)")
 
 
