@@ -35,7 +35,7 @@ def test_kl_is_zero_for_a_copy_and_matches_the_formula():
 
 
 def test_distilled_student_is_a_small_plain_mf_run(runs, tmp_path):
-    options = CompressOptions(dim=4, top_k=10, random_items=10, epochs=2)
+    options = CompressOptions(dim=4, top_k=10, random_items=10, kd_users=16, epochs=2)
     metrics = compress_run(runs["mf"], tmp_path / "s", ["distill"], options)
     _, teacher, _, _ = load_run(runs["mf"])
     cfg, student, _, _ = load_run(tmp_path / "s")  # an ordinary run directory
@@ -46,3 +46,18 @@ def test_distilled_student_is_a_small_plain_mf_run(runs, tmp_path):
     assert 0.0 <= metrics["test"]["NDCG@10"] <= 1.0
     with torch.no_grad():
         assert torch.isfinite(student.score_all(torch.arange(3))).all()
+
+
+def test_precomputed_teacher_scores_match_the_model(runs, monkeypatch):
+    from liverec.compress import distill
+
+    _, teacher, users, items = load_run(runs["mf"])
+    dense = distill.TeacherScores(teacher, len(users), len(items))
+    monkeypatch.setattr(distill, "_DENSE_SCORES", 0)  # a catalogue too large to precompute
+    live = distill.TeacherScores(teacher, len(users), len(items))
+    assert dense.dense is not None and dense.dense.shape == (len(users), len(items))
+    assert live.dense is None
+    u = torch.arange(len(users))
+    cand = torch.randint(len(items), (len(users), 7), generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(dense.score(u, cand), live.score(u, cand), atol=1e-5)
+    assert torch.equal(dense.top_items(5), live.top_items(5))

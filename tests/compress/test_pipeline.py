@@ -96,3 +96,17 @@ def test_cli_compresses_and_reports_errors_in_one_line(runs, tmp_path):
     bad_opt = runner.invoke(app, ["compress", str(runs["mf"]), "--method", "int8", "--set", "colour=1", "--out", str(tmp_path / "d")])
     assert bad_opt.exit_code == 2 and "unknown option" in bad_opt.output
     assert "Traceback" not in no_linear.output + again.output + bad_opt.output
+
+
+def test_int8_artifacts_written_before_symmetric_int8_still_load(runs, tmp_path):
+    from liverec.compress import artifact, modules
+    from liverec.models import build_model
+
+    cfg, model, users, items = load_run(runs["mf"])
+    modules.quantize_embeddings(model, 8, scheme="affine")
+    path = tmp_path / "model.safetensors"
+    artifact.save_model(model, [{"op": "quantize_embeddings", "bits": 8}], path)  # the old step
+    fresh = artifact.load_into(build_model(cfg.model, cfg.params, len(users), len(items)), path)
+    assert fresh.item_emb.scheme == "affine" and fresh.item_emb.codes.dtype == torch.uint8
+    with torch.no_grad():
+        assert torch.equal(fresh.score_all(torch.arange(5)), model.score_all(torch.arange(5)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from liverec.compress import quantize as q
 from liverec.compress.modules import QuantizedEmbedding
 from liverec.compress.quantize import (
     dequantize,
@@ -25,23 +26,52 @@ def random_table(rows: int, dim: int, seed: int) -> torch.Tensor:
     return w
 
 
-@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize(("bits", "scheme"), [(8, "symmetric"), (8, "affine"), (4, "affine")])
 @pytest.mark.parametrize("dim", [1, 7, 64])
-def test_round_trip_error_is_within_half_a_step_per_row(bits, dim):
+def test_round_trip_error_is_within_half_a_step_per_row(bits, scheme, dim):
     w = random_table(300, dim, seed=bits + dim)
-    table = quantize_rows(w, bits)
+    table = quantize_rows(w, bits, scheme)
+    assert table.scheme == scheme
     back = dequantize(table)
     assert back.shape == w.shape and back.dtype == torch.float32
     err = (back - w).abs().max(dim=1).values  # (rows,)
-    bound = table.scale.float() / 2
+    step = table.row_scale()
     slack = 1e-6 * w.abs().max(dim=1).values + 1e-7  # float32 arithmetic, not the quantiser
-    assert (err <= bound + slack).all()
-    assert err[0] == 0
-    # the step is the row's range over 2^bits - 1 levels, up to float16 rounding of scale/offset
-    covered = table.scale.float() * ((1 << bits) - 1)
+    assert (err <= step / 2 + slack).all()
+    if scheme == "symmetric":
+        # step = the row's max|w| / 127 rounded up to the 2^(1/16) grid: never finer, ≤ 4.4% coarser
+        needed = w.abs().max(dim=1).values / 127
+        assert (step >= needed * (1 - 1e-6)).all()
+        assert (step[1:] <= needed[1:] * 2 ** (1 / 16) * (1 + 1e-5)).all()
+        assert table.codes.dtype == torch.int8 and table.codes.abs().max() <= 127
+        assert table.scale.dtype == torch.uint8 and table.offset is None
+        return
+    assert err[0] == 0  # affine: a constant row is its offset, exactly
+    # the step is the row's range over 2^bits - 1 levels, up to float16 rounding
+    covered = step * ((1 << bits) - 1)
     span = w.max(dim=1).values - w.min(dim=1).values
     assert (covered >= span * (1 - 1e-6)).all()
     assert (covered <= span * 1.002 + 2e-3 * w.abs().max(dim=1).values).all()
+
+
+def test_symmetric_int8_costs_one_byte_a_row_beside_its_codes():
+    # the goal at d = 64: ≥ 3.9× smaller than float32 (affine's 4-byte scale + offset reach 3.76×)
+    table = quantize_rows(random_table(1000, 64, seed=2), 8)
+    assert table.nbytes() == 1000 * (64 + 1) + 4
+    assert 1000 * 64 * 4 / table.nbytes() >= 3.9
+
+
+def test_symmetric_scales_span_sixteen_octaves_and_clamp_below():
+    # rows 2^20 apart: the smallest rows fall below the grid and use its smallest scale, which
+    # still bounds their error by half a step; an all-zero table comes back as zeros
+    w = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    w[1] *= 2.0**-20
+    w[2] = 0
+    table = quantize_rows(w, 8)
+    step = table.row_scale()
+    assert step[1] == float(table.base) and (dequantize(table) - w).abs()[1].max() <= step[1] / 2
+    assert torch.equal(dequantize(table)[2], torch.zeros(8))
+    assert torch.equal(dequantize(quantize_rows(torch.zeros(3, 5), 8)), torch.zeros(3, 5))
 
 
 def test_packing_is_two_codes_per_byte_and_invertible():
@@ -53,9 +83,9 @@ def test_packing_is_two_codes_per_byte_and_invertible():
     assert quantize_rows(random_table(10, 64, 0), 4).codes.shape == (10, 32)
 
 
-@pytest.mark.parametrize("bits", [8, 4])
-def test_dot_all_equals_scoring_the_dequantised_table(bits):
-    table = quantize_rows(random_table(1000, 24, seed=3), bits)
+@pytest.mark.parametrize(("bits", "scheme"), [(8, "symmetric"), (8, "affine"), (4, "affine")])
+def test_dot_all_equals_scoring_the_dequantised_table(bits, scheme):
+    table = quantize_rows(random_table(1000, 24, seed=3), bits, scheme)
     queries = torch.randn(6, 24, generator=torch.Generator().manual_seed(1))
     expected = queries @ dequantize(table).T
     got = dot_all(table, queries, chunk_rows=128)  # several chunks and a ragged last one
@@ -71,12 +101,18 @@ def test_lookup_expands_only_the_asked_rows():
     assert torch.allclose(emb(ids), emb.weight[ids])
     bias = QuantizedEmbedding.from_float(w[:, :1], 8)  # a bias column: one scale for all rows
     assert bias.codes.shape == (1, 50) and bias(ids).shape == (2, 2, 1)
-    assert (bias.weight - w[:, :1]).abs().max() <= bias.scale.float()[0] / 2 + 1e-6
+    assert (bias.weight - w[:, :1]).abs().max() <= bias.table().row_scale()[0] / 2 + 1e-6
+    assert emb.codes.dtype == torch.int8 and emb.scheme == "symmetric"
+    old = QuantizedEmbedding.from_float(w, 8, "affine")  # artifacts written before symmetric int8
+    assert old.codes.dtype == torch.uint8 and old.offset.dtype == torch.float16
+    assert torch.allclose(old(ids), q.dequantize(old.table(), ids))
 
 
 def test_bad_tables_are_clear_errors():
     with pytest.raises(LiverecError, match="bits"):
         quantize_rows(torch.zeros(3, 4), 2)
+    with pytest.raises(LiverecError, match="not available at 4 bits"):
+        quantize_rows(torch.zeros(3, 4), 4, "symmetric")
     with pytest.raises(LiverecError, match="NaN"):
         quantize_rows(torch.tensor([[1.0, float("nan")]]), 8)
     with pytest.raises(LiverecError, match="rows, dim"):

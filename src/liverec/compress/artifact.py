@@ -27,7 +27,8 @@ def apply_step(model: nn.Module, step: dict[str, Any], like: bool) -> None:
     """Apply one compression step; `like=True` only reshapes an untrained skeleton for loading."""
     op = step["op"]
     if op == "quantize_embeddings":
-        modules.quantize_embeddings(model, step["bits"], like=like)
+        # steps written before symmetric int8 carry no scheme: they are affine at 8 bits too
+        modules.quantize_embeddings(model, step["bits"], like=like, scheme=step.get("scheme", "affine"))
     elif op == "dynamic_int8":
         modules.dynamic_int8_linear(model)
     elif op == "merge_rare":

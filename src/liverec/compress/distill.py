@@ -4,7 +4,11 @@
          + kd_weight · T² · KL( softmax(teacher / T) || softmax(student / T) )  over C items per row
 
 C = the teacher's top_k items for the user (where its knowledge is: which near-misses rank high)
-plus random_items uniform items (so the student also learns what the teacher ranks low). The
+plus random_items uniform items (so the student also learns what the teacher ranks low). The KD
+term is per user, not per interaction: each step distils `kd_users` users drawn uniformly, apart
+from the batch's interactions. Giving it to every interaction row visited a heavy user hundreds of
+times an epoch and cost 5× the ground-truth step (scoring B × C candidates); sampled users cost a
+fraction of that and give light users, who have the least ground truth, as much of the teacher. The
 teacher is any trained run, MF or LightGCN or anything with `score`; it stays frozen. Training goes
 through the one Trainer with the run's batches; only the step function differs.
 """
@@ -24,17 +28,39 @@ import torch.nn.functional as F
 
 from liverec.errors import LiverecError
 
-_TOPK_USERS = 1024  # users per teacher score_all chunk when collecting its top items
+_TOPK_USERS = 1024  # users per teacher score_all chunk when collecting its scores and top items
+# Up to this many teacher scores (U × I, float32: 256 MB) are computed once and looked up after:
+# re-scoring every batch's candidates with a d = 128 teacher gathered B × C × 128 floats a step and
+# was most of the distillation's time. Larger catalogues score the candidates batch by batch.
+_DENSE_SCORES = 64_000_000
 
 
-@torch.no_grad()
-def teacher_top_items(teacher, num_users: int, k: int) -> torch.Tensor:
-    """(U, k) the teacher's highest-scored items per user, in user chunks (no U × I matrix)."""
-    chunks = []
-    for start in range(0, num_users, _TOPK_USERS):
-        users = torch.arange(start, min(start + _TOPK_USERS, num_users))
-        chunks.append(teacher.score_all(users).topk(k, dim=1).indices)
-    return torch.cat(chunks)
+class TeacherScores:
+    """The frozen teacher's scores: a precomputed (U, I) matrix when it fits, else the model."""
+
+    def __init__(self, teacher, num_users: int, num_items: int) -> None:
+        self.teacher, self.num_users = teacher, num_users
+        self.dense: torch.Tensor | None = None
+        if num_users * num_items <= _DENSE_SCORES:
+            self.dense = torch.cat([chunk for _, chunk in self._chunks()])  # (U, I)
+
+    @torch.no_grad()
+    def _chunks(self):
+        """(users, their (n, I) scores), _TOPK_USERS users at a time: never the whole U × I at once."""
+        for start in range(0, self.num_users, _TOPK_USERS):
+            users = torch.arange(start, min(start + _TOPK_USERS, self.num_users))
+            yield users, (self.dense[users] if self.dense is not None else self.teacher.score_all(users))
+
+    @torch.no_grad()
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """users (B,), items (B, C) -> (B, C), as `teacher.score`."""
+        if self.dense is not None:
+            return self.dense[users[:, None], items]
+        return self.teacher.score(users, items)
+
+    def top_items(self, k: int) -> torch.Tensor:
+        """(U, k) the teacher's highest-scored items per user."""
+        return torch.cat([scores.topk(k, dim=1).indices for _, scores in self._chunks()])
 
 
 def distillation_loss(
@@ -80,13 +106,16 @@ def distill_run(teacher_dir: Path, out: Path, options, console=None) -> dict:
     if parameter_count(student) >= parameter_count(teacher):
         raise LiverecError(f"a student with dim={options.dim} is not smaller than the teacher")
 
-    top = teacher_top_items(teacher, len(users), options.top_k)  # (U, top_k)
+    teacher.eval()
+    soft = TeacherScores(teacher, len(users), len(items))
+    top = soft.top_items(options.top_k)  # (U, top_k)
     gen = torch.Generator().manual_seed(cfg.seed)
 
     def step(model, batch) -> torch.Tensor:
-        rand = torch.randint(len(items), (len(batch.users), options.random_items), generator=gen)
-        candidates = torch.cat([top[batch.users], rand], dim=1)  # (B, top_k + random_items)
-        kd = distillation_loss(model, teacher, batch.users, candidates, options.temperature)
+        kd_users = torch.randint(len(users), (options.kd_users,), generator=gen)  # (K,)
+        rand = torch.randint(len(items), (options.kd_users, options.random_items), generator=gen)
+        candidates = torch.cat([top[kd_users], rand], dim=1)  # (K, top_k + random_items)
+        kd = distillation_loss(model, soft, kd_users, candidates, options.temperature)
         return pair_loss(model, batch, train_cfg) + options.kd_weight * kd
 
     rng = np.random.default_rng(cfg.seed)

@@ -22,32 +22,49 @@ class QuantizedEmbedding(nn.Module):
     """An `nn.Embedding` stored as row-wise 8- or 4-bit codes; lookups expand only the asked rows.
 
     Single-column tables (biases) are quantised as one row of `num_embeddings` values instead: a
-    per-row scale and offset would cost more than the float itself.
+    per-row scale would cost as much as the value itself. `scheme` is that of `quantize.quantize_rows`
+    (artifacts written before symmetric int8 existed are affine at 8 bits too).
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, bits: int) -> None:
+    def __init__(self, num_embeddings: int, embedding_dim: int, bits: int, scheme: str | None = None):
         super().__init__()
         if bits not in q.BITS:
             raise LiverecError(f"quantisation bits must be one of {list(q.BITS)}, got {bits}")
+        scheme = scheme or q.DEFAULT_SCHEME[bits]
+        if scheme not in q.SCHEMES or (scheme == "symmetric" and bits != 8):
+            raise LiverecError(f"quantisation scheme {scheme!r} is not available at {bits} bits")
         self.num_embeddings, self.embedding_dim, self.bits = num_embeddings, embedding_dim, bits
+        self.scheme = scheme
         self.by_column = embedding_dim == 1
         rows, dim = (1, num_embeddings) if self.by_column else (num_embeddings, embedding_dim)
         width = dim if bits == 8 else (dim + 1) // 2
-        self.register_buffer("codes", torch.zeros(rows, width, dtype=torch.uint8))
-        self.register_buffer("scale", torch.zeros(rows, dtype=torch.float16))
-        self.register_buffer("offset", torch.zeros(rows, dtype=torch.float16))
+        # the buffers' dtypes matter: load_state_dict casts into them silently
+        if scheme == "symmetric":
+            self.register_buffer("codes", torch.zeros(rows, width, dtype=torch.int8))
+            self.register_buffer("scale", torch.zeros(rows, dtype=torch.uint8))  # exponents
+            self.register_buffer("base", torch.ones(1))
+            self.offset = None
+        else:
+            self.register_buffer("codes", torch.zeros(rows, width, dtype=torch.uint8))
+            self.register_buffer("scale", torch.zeros(rows, dtype=torch.float16))
+            self.register_buffer("offset", torch.zeros(rows, dtype=torch.float16))
+            self.base = None
 
     @classmethod
-    def from_float(cls, weight: torch.Tensor, bits: int) -> QuantizedEmbedding:
+    def from_float(cls, weight: torch.Tensor, bits: int, scheme: str | None = None) -> QuantizedEmbedding:
         """Quantise a (num_embeddings, embedding_dim) float table."""
-        module = cls(weight.shape[0], weight.shape[1], bits)
-        table = q.quantize_rows(weight.T if module.by_column else weight, bits)
-        module.codes, module.scale, module.offset = table.codes, table.scale, table.offset
+        module = cls(weight.shape[0], weight.shape[1], bits, scheme)
+        table = q.quantize_rows(weight.T if module.by_column else weight, bits, module.scheme)
+        module.codes, module.scale = table.codes, table.scale
+        if module.scheme == "symmetric":
+            module.base = table.base
+        else:
+            module.offset = table.offset
         return module
 
     def table(self) -> q.QuantizedTable:
         dim = self.num_embeddings if self.by_column else self.embedding_dim
-        return q.QuantizedTable(self.codes, self.scale, self.offset, self.bits, dim)
+        return q.QuantizedTable(self.codes, self.scale, self.offset, self.bits, dim, self.base)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -68,7 +85,7 @@ class QuantizedEmbedding(nn.Module):
         return q.dot_all(self.table(), queries)
 
     def extra_repr(self) -> str:
-        return f"{self.num_embeddings}, {self.embedding_dim}, bits={self.bits}"
+        return f"{self.num_embeddings}, {self.embedding_dim}, bits={self.bits}, {self.scheme}"
 
 
 def named_of_type(model: nn.Module, kind: type) -> Iterator[tuple[str, nn.Module]]:
@@ -83,14 +100,16 @@ def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-def quantize_embeddings(model: nn.Module, bits: int, like: bool = False) -> list[str]:
+def quantize_embeddings(
+    model: nn.Module, bits: int, like: bool = False, scheme: str | None = None
+) -> list[str]:
     """Swap every nn.Embedding for a QuantizedEmbedding (`like`: empty skeleton); returns names."""
     names = []
     for name, emb in named_of_type(model, nn.Embedding):
         if like:
-            new = QuantizedEmbedding(emb.num_embeddings, emb.embedding_dim, bits)
+            new = QuantizedEmbedding(emb.num_embeddings, emb.embedding_dim, bits, scheme)
         else:
-            new = QuantizedEmbedding.from_float(emb.weight.detach(), bits)
+            new = QuantizedEmbedding.from_float(emb.weight.detach(), bits, scheme)
         replace_module(model, name, new)
         names.append(name)
     if not names:

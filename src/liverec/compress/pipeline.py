@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from liverec.compress import artifact, prune
+from liverec.compress import artifact, prune, quantize
 from liverec.errors import LiverecError
 
 # canonical order; "distill" trains a new model and stands alone
@@ -38,12 +38,13 @@ class CompressOptions:
     temperature: float = 1.0  # distill: softmax temperature applied to teacher and student scores
     top_k: int = 50  # distill: the teacher's top items per user, part of every soft-label set
     random_items: int = 50  # distill: uniform random items added to each soft-label set
+    kd_users: int = 256  # distill: users drawn per step for the distillation term
     epochs: int = 0  # distill: training epochs of the student; 0 = the teacher's
     lr: float = 0.0  # distill: student learning rate; 0 = the teacher's
 
     def __post_init__(self) -> None:
-        if self.min_count < 1 or self.dim < 1 or self.top_k < 1 or self.random_items < 0:
-            raise LiverecError("min_count, dim and top_k must be >= 1, random_items >= 0")
+        if min(self.min_count, self.dim, self.top_k, self.kd_users) < 1 or self.random_items < 0:
+            raise LiverecError("min_count, dim, top_k and kd_users must be >= 1, random_items >= 0")
         if self.temperature <= 0 or self.kd_weight < 0 or self.epochs < 0 or self.lr < 0:
             raise LiverecError("temperature must be > 0; kd_weight, epochs and lr >= 0")
 
@@ -76,7 +77,8 @@ def _step(model, method: str, options: CompressOptions, counts) -> dict[str, Any
         artifact.apply_step(model, step, like=False)
         return {**step, "zero_fraction": round(prune.zero_fraction(model), 4)}  # for the report
     if method in ("int8", "int4"):
-        step = {"op": "quantize_embeddings", "bits": 8 if method == "int8" else 4}
+        bits = 8 if method == "int8" else 4
+        step = {"op": "quantize_embeddings", "bits": bits, "scheme": quantize.DEFAULT_SCHEME[bits]}
     elif method == "linear-int8":
         step = {"op": "dynamic_int8"}
     else:
