@@ -13,19 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from liverec.serve.process import start_server, stop
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -45,22 +39,8 @@ def serve_and_measure(run_dir: Path, work: Path, requests: int, seed: int) -> di
     registry = work / "registry"
     if not (registry / "latest").is_file():
         publish(run_dir, registry)
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from liverec.cli import app; app()", "serve", str(registry),
-         "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start_server(registry, output=subprocess.DEVNULL, timeout=120)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError(f"server for {run_dir} did not start")
         users = IdVocab.load(run_dir / "users.json").raw
         rng = np.random.default_rng(seed)
         picks = [str(u) for u in rng.choice(users, size=requests + 20)]
@@ -79,8 +59,7 @@ def serve_and_measure(run_dir: Path, work: Path, requests: int, seed: int) -> di
             "peak_rss_mib": round(peak_rss_mib(proc.pid), 1),
         }
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop(proc)
 
 
 def row(name: str, run_dir: Path, reference: dict, work: Path, args) -> dict:

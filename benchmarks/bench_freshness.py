@@ -19,7 +19,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import numpy as np
 
 from liverec.experiment import RunConfig, train_run
 from liverec.registry import load_version, publish
+from liverec.serve.process import free_port
 from liverec.stream import Event, SQLiteEventLog
 from liverec.stream.online import OnlineConfig, OnlineState
 from liverec.stream.trainer import OnlineTrainer
@@ -37,12 +37,6 @@ from liverec.train import TrainConfig
 
 CLI = [sys.executable, "-c", "from liverec.cli import app; app()"]
 TYPES = np.array(["view", "click", "purchase", "rating"])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_registry(data: str, root: Path) -> Path:

@@ -15,10 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import torch
+
+from liverec.serve.process import start_server, stop
 
 
 def make_artifact(root: Path, users: int, items: int, dim: int, index: str) -> Path:
@@ -54,12 +52,6 @@ def make_artifact(root: Path, users: int, items: int, dim: int, index: str) -> P
     registry = root / "registry"
     publish_files(run, registry, seen, np.ones(items, np.float32), index=index)
     return registry
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def open_loop(base: str, rate: float, seconds: float, users: int) -> dict:
@@ -133,27 +125,12 @@ def main() -> None:
         registry = make_artifact(Path(tmp), args.users, args.items, args.dim, args.index)
         print(f"artifact + {args.index} index built in {time.perf_counter() - t0:.1f} s", flush=True)
         print(json.dumps(direct_index(registry, args.users)), flush=True)
-        port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from liverec.cli import app; app()", "serve", str(registry),
-             "--port", str(port)], env=os.environ.copy(),
-        )
-        base = f"http://127.0.0.1:{port}"
+        proc, base = start_server(registry, output=None, timeout=300)
         try:
-            import httpx
-
-            for _ in range(600):
-                try:
-                    if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.5)
             for rate in args.rates:
                 print(json.dumps(asyncio.run(open_loop(base, rate, args.seconds, args.users))), flush=True)
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop(proc)
 
 
 if __name__ == "__main__":

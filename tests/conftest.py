@@ -30,3 +30,15 @@ def synthetic_csv(tmp_path: Path) -> Path:
     ]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def small_events(tmp_path_factory) -> tuple[Path, list[tuple[int, int, int]]]:
+    """60 users x 80 items of seeded synthetic events as user,item,timestamp CSV, and its rows."""
+    from liverec.data.synthetic import synthetic_events
+
+    ev = synthetic_events(num_users=60, num_items=80, events_per_user=12, seed=3)
+    rows = sorted(set(zip(ev.user.tolist(), ev.item.tolist(), ev.timestamp.tolist(), strict=True)))
+    path = tmp_path_factory.mktemp("small-events") / "events.csv"
+    path.write_text("user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
+    return path, rows

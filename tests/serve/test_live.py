@@ -3,9 +3,7 @@ swap in `liverec serve` -> /v1/recommend changes. Real processes, real SQLite lo
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
 import time
 
 import pytest
@@ -15,15 +13,8 @@ pytest.importorskip("fastapi")
 
 from liverec.experiment import RunConfig, train_run  # noqa: E402
 from liverec.registry import publish  # noqa: E402
+from liverec.serve.process import CLI, free_port, stop, wait_ready  # noqa: E402
 from liverec.train import TrainConfig  # noqa: E402
-
-CLI = [sys.executable, "-c", "from liverec.cli import app; app()"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(check, what: str, seconds: float = 60.0):
@@ -38,14 +29,9 @@ def wait_for(check, what: str, seconds: float = 60.0):
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    from liverec.data.synthetic import synthetic_events
-
+def live(tmp_path_factory, small_events):
     root = tmp_path_factory.mktemp("live")
-    ev = synthetic_events(num_users=60, num_items=80, events_per_user=12, seed=3)
-    rows = sorted(set(zip(ev.user.tolist(), ev.item.tolist(), ev.timestamp.tolist(), strict=True)))
-    data = root / "events.csv"
-    data.write_text("user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
+    data, rows = small_events
     cfg = RunConfig(model="mf", data=str(data), params={"embedding_dim": 8},
                     train=TrainConfig(epochs=2, progress=False))
     train_run(cfg, root / "mf")
@@ -60,18 +46,9 @@ def live(tmp_path_factory):
                                       "--set", "publish_ms=20"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-
-    def ready():
-        try:
-            return httpx.get(base + "/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(ready, "the server")
+    wait_ready(base, [server, trainer])
     yield base, db
-    for proc in (trainer, server):
-        proc.terminate()
-        proc.wait(timeout=30)
+    stop(trainer, server)
 
 
 def recommend(base: str, user: str) -> dict:

@@ -13,13 +13,8 @@ import pytest
 
 from liverec.experiment import RunConfig, train_run
 from liverec.registry import publish
+from liverec.serve.process import free_port
 from liverec.train import TrainConfig
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tansu_binary() -> Path | None:
@@ -65,15 +60,10 @@ def kafka_broker():
 
 
 @pytest.fixture(scope="session")
-def registries(tmp_path_factory):
+def registries(tmp_path_factory, small_events):
     """Registries with one exported version each of small MF, iALS and EASE runs."""
-    from liverec.data.synthetic import synthetic_events
-
     root = tmp_path_factory.mktemp("online")
-    ev = synthetic_events(num_users=60, num_items=80, events_per_user=12, seed=3)
-    rows = sorted(set(zip(ev.user.tolist(), ev.item.tolist(), ev.timestamp.tolist(), strict=True)))
-    data = root / "events.csv"
-    data.write_text("user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
+    data, rows = small_events
     out = {}
     for name, params in (("mf", {"embedding_dim": 8}), ("ials", {"embedding_dim": 8, "epochs": 3}),
                          ("ease", {"l2": 10.0})):

@@ -13,6 +13,7 @@ steps warm-started at the current w_u. Items are solved the same way with W fixe
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -236,6 +237,14 @@ def _conjugate_gradient(
             + torch.zeros_like(p).index_add_(0, owner, vecs * dots)
         )
 
+    return batched_cg(matvec, rhs, start, steps)
+
+
+def batched_cg(
+    matvec: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor, start: torch.Tensor, steps: int
+) -> torch.Tensor:
+    """`steps` conjugate-gradient iterations on every row of (b, D) at once: A_b x_b = rhs_b, with
+    `matvec(p)` giving the rows A_b p_b (each A_b symmetric positive definite)."""
     tiny = torch.finfo(rhs.dtype).tiny  # rows already solved have zero residual: avoid 0 / 0
     x = start.clone()  # (b, D)
     r = rhs - matvec(x)  # (b, D) residual

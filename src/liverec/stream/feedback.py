@@ -16,12 +16,8 @@ stream), so the server is asked with exclude_seen=false and the best possible hi
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from liverec.errors import LiverecError
-
-CLI = [sys.executable, "-c", "from liverec.cli import app; app()"]
+from liverec.serve.process import CLI, free_port, stop, wait_ready
 
 
 @dataclass
@@ -85,12 +80,6 @@ def train_warmup(config: LoopConfig, out: Path) -> Path:
     return registry
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start(registry: Path, log_url: str, port: int, out: Path) -> list[subprocess.Popen]:
     """`liverec serve` and `liverec online` as child processes (their output in OUT/*.log)."""
     serve = [*CLI, "serve", str(registry), "--port", str(port), "--poll", "0.05", "--log", log_url]
@@ -101,34 +90,6 @@ def _start(registry: Path, log_url: str, port: int, out: Path) -> list[subproces
         with open(out / f"{name}.log", "w") as sink:
             procs.append(subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT))
     return procs
-
-
-def _stop(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _wait_ready(client, procs: list[subprocess.Popen], out: Path, timeout: float = 120.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(p.poll() is not None for p in procs):
-            raise LiverecError(f"demo-loop: a child process exited early; see {out}/serve.log and online.log")
-        try:
-            if client.get("/readyz").status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise LiverecError(f"demo-loop: the server was not ready within {timeout:.0f} s; see {out}/serve.log")
 
 
 def one_round(client, config: LoopConfig, likes: np.ndarray, rng: np.random.Generator) -> tuple[int, int, int]:
@@ -166,13 +127,16 @@ def run_loop(config: LoopConfig, out: Path, print_line=print) -> list[tuple[floa
     print_line(f"demo-loop: {config.users} simulated users x {config.items} items; each likes "
                f"{int(likes.sum(1).mean())} items (hidden); training iALS on {config.warmup_events} events/user")
     registry = train_warmup(config, out)
-    port = _free_port()
+    port = free_port()
     procs = _start(registry, f"sqlite://{(out / 'events.sqlite').resolve()}", port, out)
     rng = np.random.default_rng(config.seed)
     reports = []
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            _wait_ready(client, procs, out)
+            try:
+                wait_ready(str(client.base_url).rstrip("/"), procs, timeout=120)
+            except LiverecError as e:
+                raise LiverecError(f"demo-loop: {e}; see {out}/serve.log and online.log") from None
             start = last = time.monotonic()
             shown = clicks = 0
             while time.monotonic() - start < config.seconds:
@@ -187,5 +151,5 @@ def run_loop(config: LoopConfig, out: Path, print_line=print) -> list[tuple[floa
                                f"({clicks} clicks / {shown} shown)")
                     last, shown, clicks = time.monotonic(), 0, 0
     finally:
-        _stop(procs)
+        stop(*procs)
     return reports

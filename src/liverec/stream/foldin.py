@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from liverec.models.ials import _exact_solve  # the iALS batched Cholesky solver
+from liverec.models.ials import _exact_solve, batched_cg  # the iALS batched solvers
 from liverec.models.sparse import torch_csr
 
 
@@ -83,20 +83,7 @@ def _sparse_cg(
         dots = torch.sparse.sampled_addmm(pattern, p, fixed_t, beta=0.0).values()  # (nnz,) p_x·f_e
         return p @ gram + penalty.unsqueeze(1) * p + rows.matrix(dots * rows.confidence, len(fixed)) @ fixed
 
-    tiny = torch.finfo(rhs.dtype).tiny  # rows already solved have zero residual: avoid 0 / 0
-    x = start.clone()  # (n, D)
-    r = rhs - matvec(x)  # (n, D) residual
-    p = r.clone()
-    rs = (r * r).sum(1)  # (n,)
-    for _ in range(steps):
-        ap = matvec(p)
-        step = rs / (p * ap).sum(1).clamp_min(tiny)  # (n,)
-        x += step.unsqueeze(1) * p
-        r -= step.unsqueeze(1) * ap
-        rs_next = (r * r).sum(1)
-        p = r + (rs_next / rs.clamp_min(tiny)).unsqueeze(1) * p
-        rs = rs_next
-    return x
+    return batched_cg(matvec, rhs, start, steps)
 
 
 @dataclass
