@@ -10,6 +10,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -283,6 +285,23 @@ def load_shared_dataset(cfg: RunConfig, out: Path, dist: DistContext) -> Dataset
         items=IdVocab(np.arange(meta["num_items"])), train=train, valid=None,
         test=Interactions(none, none, meta["num_users"], meta["num_items"]),
     )
+
+
+@contextmanager
+def replacing_dir(out: Path) -> Iterator[Path]:
+    """Yield an empty `.NAME.partial` folder beside `out`; when the block succeeds it replaces `out`
+    in one rename, when it fails it is removed, so `out` is never left half-written."""
+    partial = out.parent / f".{out.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(partial, out)
 
 
 def save_run(path: Path, cfg: RunConfig, model: Recommender, ds: Dataset, metrics: dict) -> None:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -81,7 +79,14 @@ def parameter_count(model) -> int:
 def distill_run(teacher_dir: Path, out: Path, options, console=None) -> dict:
     """Train an MF student of `options.dim` on the teacher run's data and soft ranking; write `out`."""
     from liverec.evaluate import evaluate
-    from liverec.experiment import RunConfig, check_same_vocab, load_dataset, load_run, save_run
+    from liverec.experiment import (
+        RunConfig,
+        check_same_vocab,
+        load_dataset,
+        load_run,
+        replacing_dir,
+        save_run,
+    )
     from liverec.models import build_model
     from liverec.train.pairwise import PairBatches, make_sampler, pair_loss
     from liverec.train.trainer import Trainer
@@ -132,10 +137,7 @@ def distill_run(teacher_dir: Path, out: Path, options, console=None) -> dict:
     student.eval()
     test = {k: v for k, v in evaluate(student, ds, "test", cfg.eval).items() if k != "users"}
     reference = json.loads((teacher_dir / "metrics.json").read_text())
-    partial = out.parent / f".{out.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    with replacing_dir(out) as partial:
         metrics = {
             "model": "mf", "data": cfg.data, "valid": result.best_valid, "test": test,
             "train_seconds": round(result.seconds, 2), "best_epoch": result.best_epoch,
@@ -150,10 +152,4 @@ def distill_run(teacher_dir: Path, out: Path, options, console=None) -> dict:
         save_run(partial, student_cfg, student, ds, metrics)
         metrics["compression"]["bytes"] = (partial / "model.safetensors").stat().st_size
         (partial / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(partial, out)
     return metrics

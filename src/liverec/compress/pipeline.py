@@ -8,7 +8,6 @@ The output is evaluated with the run's own protocol, so its metrics sit next to 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -93,7 +92,7 @@ def compress_run(
 ) -> dict:
     """Compress the trained run `run_dir` into the run directory `out`; returns its metrics."""
     from liverec.evaluate import evaluate
-    from liverec.experiment import check_same_vocab, load_dataset, load_run
+    from liverec.experiment import check_same_vocab, load_dataset, load_run, replacing_dir
 
     options = options or CompressOptions()
     run_dir, out = Path(run_dir), Path(out)
@@ -119,10 +118,7 @@ def compress_run(
     model.eval()
     test = {k: v for k, v in evaluate(model, ds, "test", cfg.eval, device="cpu").items() if k != "users"}
     reference = json.loads((run_dir / "metrics.json").read_text())
-    partial = out.parent / f".{out.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    with replacing_dir(out) as partial:
         artifact.save_model(model, steps, partial / "model.safetensors")
         for name in ("config.json", "users.json", "items.json"):
             shutil.copy2(run_dir / name, partial / name)
@@ -141,12 +137,6 @@ def compress_run(
         }
         (partial / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (partial / "history.jsonl").write_text("")
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(partial, out)
     return metrics
 
 

@@ -209,10 +209,18 @@ class NeuMF(Recommender):
         return self.gmf_item.weight.detach()  # (I, k)
 
     def regularization(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Squared norms of the embedding rows the batch touches (tower weights: use weight decay)."""
+        """Squared norms of the embedding rows the batch touches, plus GMF's output weights h once
+        per user row (tower weights: use weight decay).
+
+        Every example touches h, so a per-example L2 counts it once per example. Without it GMF is
+        not regularised at all: scaling h up and p, q down leaves the scores unchanged and drives
+        the penalty on p and q to zero.
+        """
         reg = torch.zeros((), device=users.device)
         if self.use_gmf:
             reg = reg + self.gmf_user(users).pow(2).sum() + self.gmf_item(items).pow(2).sum()
+            h = self.output.weight[:, : self.config.embedding_dim]  # (1, k): GMF half of h
+            reg = reg + users.numel() * h.pow(2).sum()
         if self.use_mlp:
             reg = reg + self.mlp_user(users).pow(2).sum() + self.mlp_item(items).pow(2).sum()
         return reg
