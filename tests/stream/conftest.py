@@ -26,9 +26,8 @@ def tansu_binary() -> Path | None:
     return path if path.is_file() and os.access(path, os.X_OK) else None
 
 
-@pytest.fixture(scope="session")
-def kafka_broker():
-    """host:port of a fresh in-memory broker; stopped by its pid at the end of the session."""
+def start_tansu() -> tuple[subprocess.Popen, str]:
+    """A fresh in-memory broker on a free port: (process, host:port); skips when tansu is absent."""
     pytest.importorskip("confluent_kafka", reason="confluent-kafka not installed (liverec[kafka])")
     binary = tansu_binary()
     if binary is None:
@@ -44,19 +43,39 @@ def kafka_broker():
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
+            return proc, f"127.0.0.1:{port}"
         except OSError:
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
                 pytest.fail(f"tansu did not start on port {port}")
             time.sleep(0.05)
-    yield f"127.0.0.1:{port}"
+
+
+def stop_tansu(proc: subprocess.Popen) -> None:
+    """Stop the broker by its pid (resuming it first, should a test have paused it)."""
+    os.kill(proc.pid, signal.SIGCONT)
     os.kill(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    """host:port of a fresh in-memory broker; stopped by its pid at the end of the session."""
+    proc, address = start_tansu()
+    yield address
+    stop_tansu(proc)
+
+
+@pytest.fixture
+def own_kafka_broker():
+    """(process, host:port) of a broker for one test only (one that pauses or stops it)."""
+    proc, address = start_tansu()
+    yield proc, address
+    stop_tansu(proc)
 
 
 @pytest.fixture(scope="session")

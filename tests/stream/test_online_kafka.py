@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
+import subprocess
+import time
 import uuid
 
 import numpy as np
 import pytest
 
+from liverec.registry import latest_version
+from liverec.serve.process import CLI, stop
 from liverec.stream import Event, open_log
 from liverec.stream.online import OnlineConfig, OnlineState
 from liverec.stream.trainer import OnlineTrainer
@@ -45,3 +52,53 @@ def test_trainer_consumes_kafka_and_resumes_without_duplicates(kafka_broker, reg
     assert np.isclose(resumed.history.sum() - base, 40 + 3)  # the purchase once, nothing replayed
     assert sum(resumed.position.values()) == len(first) + 1
     producer.close()
+
+
+def applied_so_far(registry) -> int:
+    """Events the newest published version has taken in (0 while a publish is being pruned)."""
+    try:
+        manifest = json.loads((registry / "versions" / str(latest_version(registry)) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return 0
+    return manifest.get("events_applied", 0)
+
+
+def wait_applied(registry, count: int, trainer: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while applied_so_far(registry) < count:
+        assert trainer.poll() is None, "the trainer exited"
+        assert time.monotonic() < deadline, f"only {applied_so_far(registry)} of {count} events applied"
+        time.sleep(0.1)
+
+
+def test_the_trainer_survives_a_paused_broker(own_kafka_broker, registries, tmp_path):
+    """`liverec online` against a broker that stops answering for longer than the group session:
+    one line when it goes, one when it is back, then later events are applied, none twice."""
+    broker, address = own_kafka_broker
+    registry = tmp_path / "registry"
+    shutil.copytree(registries["mf"], registry)
+    base = OnlineState.load(registry, OnlineConfig()).history.sum()
+    url = f"kafka://{address}/events"
+    producer = open_log(url)
+    producer.append([Event(f"k{u % 5}", str(u % 9), "click") for u in range(20)])
+    output = tmp_path / "trainer.log"
+    with output.open("wb") as out:
+        trainer = subprocess.Popen(CLI + ["online", str(registry), "--log", url, "--set", "publish_ms=0"],
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_applied(registry, 20, trainer, timeout=60)
+        os.kill(broker.pid, signal.SIGSTOP)  # unreachable: connections hang, nothing answers
+        time.sleep(8)  # > session.timeout.ms (6 s): the group session expires, a rebalance follows
+        os.kill(broker.pid, signal.SIGCONT)
+        producer.append([Event(f"k{u % 3}", str(u % 7), "purchase") for u in range(15)])
+        wait_applied(registry, 35, trainer, timeout=90)
+    finally:
+        stop(trainer)
+        producer.close()
+    text = output.read_text()
+    assert trainer.returncode == 0, text[-3000:]
+    assert "Traceback" not in text
+    assert text.count("unreachable") == 1 and text.count("reachable again") == 1, text[-3000:]
+    final = OnlineState.load(registry, OnlineConfig())
+    assert final.counters.applied == 35
+    assert np.isclose(final.history.sum() - base, 20 + 15 * 3)  # each event once: no rewind after the rebalance

@@ -8,6 +8,12 @@ report progress. One trainer per group: state is not split between group members
 Invalid events go to the topic `<topic>.dead-letters` with the reason (at-least-once: a replay
 after a crash may write a dead letter twice; each carries its source partition and offset).
 
+A broker that is briefly unreachable (down, paused, or cut off by the network) is survived:
+librdkafka reconnects on its own, and its stream of per-connection errors becomes one warning when
+the outage starts and one when the broker answers again. When the outage outlasts the group session
+(`session.timeout.ms`), the group rebalances; partitions assigned again resume at the position this
+consumer has handed out so far, never at an older committed offset (which would apply events twice).
+
 Works with any Kafka-protocol broker: Apache Kafka, Redpanda, tansu (the tests use tansu).
 """
 
@@ -43,9 +49,42 @@ def _kafka():
     return confluent_kafka
 
 
-def _report(error) -> None:
-    """librdkafka retries on its own; say so once per error instead of failing."""
-    log.warning("kafka: %s (retrying)", error)
+# librdkafka log facilities that mean the broker cannot be reached (refused or timed-out
+# connections, an expired group session); other messages are passed on at their own level
+_OUTAGE_FACILITIES = ("FAIL", "REQTMOUT", "SESSTMOUT")
+
+
+class BrokerHealth:
+    """librdkafka's `logger` and `error_cb`: one warning when the broker becomes unreachable and
+    one when it answers again, instead of a line per reconnect attempt (every ~100 ms)."""
+
+    def __init__(self, servers: str) -> None:
+        self.servers = servers
+        self.down_since: float | None = None  # monotonic time of the first error of an outage
+        self.outages = 0
+
+    def log(self, level: int, fmt: str, *args) -> None:  # the `logging.Logger.log` signature
+        facility = args[0] if args else ""
+        if level >= logging.WARNING and facility in _OUTAGE_FACILITIES:
+            self.failed(fmt % args)
+        else:  # other warnings as they are; connection chatter (idle disconnects ...) for debugging
+            log.log(level if level >= logging.WARNING else logging.DEBUG, fmt, *args)
+
+    def failed(self, error: object) -> None:
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            self.outages += 1
+            log.warning("kafka: broker %s unreachable (%s); retrying until it answers, nothing is "
+                        "skipped or applied twice", self.servers, error)
+        else:
+            log.debug("kafka: still unreachable: %s", error)
+
+    def ok(self) -> None:
+        """The broker answered (messages, an assignment or a commit)."""
+        if self.down_since is not None:
+            log.warning("kafka: broker %s reachable again after %.1f s; resuming",
+                        self.servers, time.monotonic() - self.down_since)
+            self.down_since = None
 
 
 class KafkaEventLog:
@@ -58,6 +97,7 @@ class KafkaEventLog:
         self._next: Position = {}
         self._seek_to: Position | None = None
         self._topic_ready = False
+        self.health = BrokerHealth(servers)
 
     # ---- producer ---------------------------------------------------------------------------
 
@@ -68,7 +108,7 @@ class KafkaEventLog:
         kafka = _kafka()
         from confluent_kafka.admin import AdminClient, NewTopic
 
-        admin = AdminClient({"bootstrap.servers": self.servers, "error_cb": _report})
+        admin = AdminClient(self._client_options())
         meta = admin.list_topics(timeout=30)
         for name in (self.topic, f"{self.topic}.dead-letters"):
             if name in meta.topics:
@@ -80,14 +120,17 @@ class KafkaEventLog:
                 if e.args[0].code() != kafka.KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
         self._topic_ready = True
+        self.health.ok()
+
+    def _client_options(self) -> dict:
+        return {"bootstrap.servers": self.servers, "error_cb": self.health.failed, "logger": self.health}
 
     def _produce(self, topic: str, keys: list[bytes], values: list[bytes]) -> None:
         kafka = _kafka()
         if self._producer is None:
             self.ensure_topic()
             self._producer = kafka.Producer({
-                "bootstrap.servers": self.servers, "error_cb": _report, "linger.ms": 1,
-                "enable.idempotence": False,
+                **self._client_options(), "linger.ms": 1, "enable.idempotence": False,
             })
         failed: list[str] = []
 
@@ -121,8 +164,7 @@ class KafkaEventLog:
             kafka = _kafka()
             self.ensure_topic()
             self._consumer = kafka.Consumer({
-                "bootstrap.servers": self.servers, "group.id": self.group, "error_cb": _report,
-                **_CONSUMER_OPTIONS,
+                **self._client_options(), "group.id": self.group, **_CONSUMER_OPTIONS,
             })
             self._consumer.subscribe([self.topic], on_assign=self._on_assign)
         return self._consumer
@@ -130,9 +172,14 @@ class KafkaEventLog:
     def _on_assign(self, consumer, partitions) -> None:
         kafka = _kafka()
         for tp in partitions:
-            if self._seek_to is not None:
-                tp.offset = self._seek_to.get(tp.partition, kafka.OFFSET_BEGINNING)
+            # also after a rebalance (e.g. the group session expired during an outage): continue
+            # where this consumer is, not at the group's committed offset or the first seek
+            if tp.partition in self._next:
+                tp.offset = self._next[tp.partition]
+            elif self._seek_to is not None:
+                tp.offset = kafka.OFFSET_BEGINNING
         consumer.assign(partitions)
+        self.health.ok()
         log.info("kafka: assigned partitions %s of %s", [tp.partition for tp in partitions], self.topic)
 
     def poll(self, max_events: int, timeout: float) -> tuple[EventBatch, np.ndarray]:
@@ -143,7 +190,9 @@ class KafkaEventLog:
             if m.error() is None:
                 good.append(m)
             else:
-                _report(m.error())
+                self.health.failed(m.error())
+        if good:
+            self.health.ok()
         partition = np.fromiter((m.partition() for m in good), np.int64, len(good))
         offset = np.fromiter((m.offset() for m in good), np.int64, len(good))
         rows, not_json = _decode([m.value() for m in good])
@@ -176,7 +225,9 @@ class KafkaEventLog:
         try:
             self._consumer_ready().commit(offsets=offsets, asynchronous=False)
         except kafka.KafkaException as e:  # progress report only: the registry holds the truth
-            _report(e)
+            self.health.failed(e)
+        else:
+            self.health.ok()
 
     def committed(self) -> Position:
         kafka = _kafka()
@@ -204,8 +255,12 @@ class KafkaEventLog:
                 b.type.tolist(), b.value.tolist(), b.timestamp.tolist(), b.context.tolist(),
                 dead.reason.tolist(), strict=True)
         ]
-        if values:
-            self._produce(f"{self.topic}.dead-letters", keys, values)
+        while values:  # the position must not move past events whose dead letter is not stored
+            try:
+                self._produce(f"{self.topic}.dead-letters", keys, values)
+                break
+            except LiverecError as e:  # broker unreachable: retry (a retry may store a copy twice)
+                self.health.failed(e)
 
     def close(self) -> None:
         if self._consumer is not None:
