@@ -51,3 +51,65 @@ def test_the_trainer_drops_and_counts_duplicates(registries, tmp_path):
     state = OnlineState.load(registry, OnlineConfig(dedupe_seconds=1.0))
     OnlineTrainer(state, log, registry).run(idle_exit=0.05)
     assert state.counters.filtered == 1 and state.counters.applied == 2
+
+
+def test_sessions_split_on_inactivity_and_continue_across_batches():
+    from liverec.stream.preprocess import Sessions
+
+    sessions = Sessions()
+    first = batch_of([
+        ("a", "x", "click", 100.0), ("b", "x", "click", 50.0),
+        ("a", "y", "click", 160.0),  # 60 s after a's previous event: same session
+        ("a", "z", "click", 400.0),  # 240 s of silence > gap 100: a's second session
+        ("a", "w", "click", 130.0),  # arrives late, but sorted by time it sits inside session 1
+    ])
+    session, index = sessions.assign(first.user, first.timestamp, gap=100.0)
+    assert session.tolist() == [0, 2, 0, 1, 0]  # ids in order of (user, start time)
+    assert index.tolist() == [0, 0, 2, 0, 1]
+    second = batch_of([
+        ("a", "v", "view", 450.0),  # continues a's session 1 from the previous batch
+        ("b", "v", "view", 600.0),  # b was idle 550 s: new session
+        ("c", "v", "view", 600.0),
+        ("a", "u", "view", 420.0),  # late: still session 1, and earlier than the 450 s event
+    ])
+    session, index = sessions.assign(second.user, second.timestamp, gap=100.0)
+    assert session.tolist() == [1, 3, 4, 1] and index.tolist() == [2, 0, 0, 1]
+    sessions.prune(now=600.0, gap=100.0)  # a's last event (450 s) is older than one gap
+    assert sessions.table.keys.tolist() == ["b", "c"]
+    session, index = sessions.assign(np.array(["a"]), np.array([460.0]), gap=100.0)
+    assert session.tolist() == [5] and index.tolist() == [0]  # forgotten: a fresh session
+
+
+def test_the_trainer_caps_events_per_session_and_resumes_sessions(registries, tmp_path):
+    import shutil
+
+    from liverec.stream import Event, SQLiteEventLog
+    from liverec.stream.online import OnlineConfig, OnlineState
+    from liverec.stream.trainer import OnlineTrainer
+
+    registry = tmp_path / "registry"
+    shutil.copytree(registries["mf"], registry)
+    log = SQLiteEventLog(tmp_path / "e.db")
+    binge = [Event("0", str(k), "click", 1.0, 1000.0 + k) for k in range(6)]  # one session of 6
+    later = [Event("0", str(k), "click", 1.0, 9000.0 + k) for k in range(6, 9)]  # a new session
+    log.append(binge[:4])
+    config = OnlineConfig(session_gap=1800.0, max_session_events=3, batch_size=4)
+    state = OnlineState.load(registry, config)
+    base = state.history.sum()
+    OnlineTrainer(state, log, registry).run(idle_exit=0.05)
+    assert state.counters.filtered == 1 and state.history.sum() - base == 3
+    log.append(binge[4:] + later)  # a restarted trainer continues the session from the registry
+    resumed = OnlineState.load(registry, config)
+    OnlineTrainer(resumed, log, registry).run(idle_exit=0.05)
+    assert resumed.counters.filtered == 3 and resumed.history.sum() - base == 3 + 3
+    assert resumed.sessions.next_id == 2
+
+
+def test_session_options_are_checked():
+    import pytest
+
+    from liverec.errors import LiverecError
+    from liverec.stream.online import OnlineConfig
+
+    with pytest.raises(LiverecError, match="session_gap"):
+        OnlineConfig(session_gap=0, max_session_events=5)

@@ -1,8 +1,12 @@
-"""A growable id space: raw ids -> row indices, where new ids get the next free index.
+"""Id bookkeeping of the online trainer, all vectorised per micro-batch.
 
-Lookups are vectorised (a sorted copy of the keys + searchsorted), so a micro-batch of ids is mapped
-in one call. Indices never move while the trainer runs; `IdVocab` (sorted raw ids) is produced
-only when a version is published, together with the permutation that sorts the rows.
+- `GrowableIds`: raw ids -> row indices, where new ids get the next free index. Lookups use a
+  sorted copy of the keys + searchsorted, so a micro-batch of ids is mapped in one call. Indices
+  move only when expired rows are removed (`keep`); `IdVocab` (sorted raw ids) is produced when a
+  version is published, together with the permutation that sorts the rows.
+- `KeyTable`: per-id numbers for ids that have no model row (frequency-filter counts, sessions),
+  from which rows can also be dropped; saved as arrays with the online state.
+- `occurrence`: the running count of each id within a batch (1 for its first event, 2, ...).
 """
 
 from __future__ import annotations
@@ -63,6 +67,90 @@ class GrowableIds:
             idx = self.lookup(text)
         return idx
 
+    def keep(self, mask: np.ndarray) -> None:
+        """Drop the rows where `mask` is False; the kept rows are renumbered 0.. in their order."""
+        self.raw = self.raw[mask]
+        order = np.argsort(self.raw, kind="stable")
+        self._keys, self._rows = self.raw[order], order.astype(np.int64)
+
     def sorted_vocab(self) -> tuple[IdVocab, np.ndarray]:
         """(IdVocab of the sorted ids, perm) with vocab.raw == raw[perm]: row perm[k] -> index k."""
         return IdVocab(self._keys.copy()), self._rows.copy()
+
+
+def occurrence(keys: np.ndarray) -> np.ndarray:
+    """(n,) int64: 1 for the first event of each key in the batch, 2 for its second, ..."""
+    n = len(keys)
+    _, inverse = np.unique(keys, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")  # grouped by key, arrival order within a key
+    grouped = inverse[order]
+    first = np.r_[True, grouped[1:] != grouped[:-1]] if n else np.zeros(0, bool)
+    start = np.maximum.accumulate(np.where(first, np.arange(n), 0))  # position of the group's first
+    out = np.empty(n, dtype=np.int64)
+    out[order] = np.arange(n) - start + 1
+    return out
+
+
+class KeyTable:
+    """Text ids (kept sorted) with numeric columns; ids can be added and dropped in bulk."""
+
+    def __init__(self, columns: dict[str, np.ndarray], keys: np.ndarray | None = None) -> None:
+        self.keys = np.asarray(keys if keys is not None else np.zeros(0, dtype=str), dtype=str)
+        self.columns = columns  # name -> (len(keys),) array, aligned with keys
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def find(self, text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(position, found) per id; position is only meaningful where found."""
+        if not len(self.keys):
+            return np.zeros(len(text), np.int64), np.zeros(len(text), bool)
+        pos = np.clip(np.searchsorted(self.keys, text), 0, len(self.keys) - 1)
+        return pos, self.keys[pos] == text
+
+    def get(self, text: np.ndarray, defaults: dict[str, float]) -> dict[str, np.ndarray]:
+        """The columns named in `defaults` for each id; the default for ids not in the table."""
+        pos, found = self.find(text)
+        return {name: np.where(found, self.columns[name][pos] if len(self.keys) else default, default)
+                .astype(self.columns[name].dtype) for name, default in defaults.items()}
+
+    def put(self, unique_text: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        """Set the columns of `unique_text` (no repeats), adding the ids the table lacks."""
+        pos, found = self.find(unique_text)
+        for name, column in self.columns.items():
+            column[pos[found]] = values[name][found]
+        new = ~found
+        if new.any():
+            keys = np.concatenate([self.keys, unique_text[new]])
+            order = np.argsort(keys, kind="stable")
+            self.keys = keys[order]
+            for name, column in self.columns.items():
+                self.columns[name] = np.concatenate([column, values[name][new].astype(column.dtype)])[order]
+
+    def keep(self, mask: np.ndarray) -> None:
+        self.keys = self.keys[mask]
+        self.columns = {name: column[mask] for name, column in self.columns.items()}
+
+    def drop(self, text: np.ndarray) -> None:
+        """Remove these ids (those absent are ignored)."""
+        pos, found = self.find(np.asarray(text, dtype=str))
+        mask = np.ones(len(self.keys), bool)
+        mask[pos[found]] = False
+        self.keep(mask)
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        """The table as named arrays for safetensors (ids as a (n, width) uint8 matrix of UTF-8)."""
+        encoded = np.char.encode(self.keys, "utf-8") if len(self.keys) else np.zeros(0, "S1")
+        width = max(encoded.dtype.itemsize, 1)
+        out = {f"{prefix}.keys": encoded.astype(f"S{width}").view(np.uint8).reshape(len(encoded), width)}
+        out.update({f"{prefix}.{name}": column for name, column in self.columns.items()})
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str, columns: dict[str, np.ndarray]) -> KeyTable:
+        """The table saved by `arrays`, or an empty one with `columns` when it was not saved."""
+        if f"{prefix}.keys" not in arrays:
+            return cls(columns)
+        raw = np.ascontiguousarray(arrays[f"{prefix}.keys"])
+        keys = np.char.decode(raw.view(f"S{raw.shape[1]}").ravel(), "utf-8") if len(raw) else None
+        return cls({name: arrays[f"{prefix}.{name}"] for name in columns}, keys)

@@ -27,8 +27,9 @@ import torch
 from liverec.errors import LiverecError
 from liverec.registry import commit_partial, latest_version, load_version, new_partial, prune
 from liverec.stream.foldin import Rows, RowSums, solve_rows
-from liverec.stream.ids import GrowableIds
+from liverec.stream.ids import GrowableIds, KeyTable
 from liverec.stream.log import Position
+from liverec.stream.preprocess import Sessions
 from liverec.stream.schema import EventBatch
 
 ONLINE_MODELS = ("mf", "ials")
@@ -61,12 +62,18 @@ class OnlineConfig:
     seed: int = 0  # seeds the initialisation of new rows and the replay sampling
     dedupe_seconds: float = 0.0  # drop repeats of (user, item, type) within this many s; 0 = off
     max_user_rate: float = 0.0  # drop a batch's events of users above this many events/s; 0 = off
+    session_gap: float = 1800.0  # s of inactivity that end a user's session (0 = no sessions)
+    max_session_events: int = 0  # events of one session taken into the model; the rest are dropped; 0 = all
 
     def __post_init__(self) -> None:
         if min(self.batch_size, self.publish_every, self.keep_versions) < 1 or self.publish_ms < 0:
             raise LiverecError("online: batch_size, publish_every, keep_versions >= 1, publish_ms >= 0")
         if self.l2 <= 0 or self.unobserved_weight < 0 or self.cg_steps < 0 or self.replay_size < 0:
             raise LiverecError("online: need l2 > 0, unobserved_weight >= 0, cg_steps >= 0, replay_size >= 0")
+        if self.session_gap < 0 or self.max_session_events < 0:
+            raise LiverecError("online: need session_gap >= 0 and max_session_events >= 0")
+        if self.max_session_events and not self.session_gap:
+            raise LiverecError("online: max_session_events needs sessions: set session_gap > 0")
 
 
 @dataclass
@@ -74,7 +81,7 @@ class Counters:
     applied: int = 0  # valid events taken into the model (those with zero confidence included)
     ignored: int = 0  # valid events that carry no positive signal (e.g. low ratings)
     dead: int = 0  # invalid events sent to the dead-letter store
-    filtered: int = 0  # valid events dropped by preprocessing (duplicates, bursts)
+    filtered: int = 0  # valid events dropped by preprocessing (duplicates, bursts, session cap)
     batches: int = 0
 
 
@@ -122,6 +129,7 @@ class OnlineState:
         self.replay_offered = 0
         self.position: Position = {}
         self.counters = Counters()
+        self.sessions = Sessions()
         self._load_online(folder)
         # users per item, kept current per batch (a bincount over the history would cost O(nnz))
         self.item_users = np.bincount(self.history.indices, minlength=self.history.shape[1])
@@ -141,6 +149,9 @@ class OnlineState:
         arrays = load_file(str(folder / "online.safetensors"))
         self.history.data = arrays["history"]
         self.replay = arrays["replay"]
+        sessions = meta.get("sessions", {})
+        self.sessions = Sessions(KeyTable.from_arrays(arrays, "sessions", Sessions().table.columns),
+                                 sessions.get("next_id", 0), sessions.get("pruned_at", -np.inf))
 
     @classmethod
     def load(cls, registry: str | Path, config: OnlineConfig) -> OnlineState:
@@ -316,8 +327,8 @@ class OnlineState:
             popularity = np.bincount(history.indices, minlength=history.shape[1]).astype(np.float32)
             save_file({"indptr": history.indptr.astype(np.int64), "indices": history.indices.astype(np.int64),
                        "popularity": popularity}, str(partial / "seen.safetensors"))
-            save_file({"history": history.data.astype(np.float32), "replay": replay},
-                      str(partial / "online.safetensors"))
+            save_file({"history": history.data.astype(np.float32), "replay": replay,
+                       **self.sessions.table.arrays("sessions")}, str(partial / "online.safetensors"))
             users.save(partial / "users.json")
             items.save(partial / "items.json")
             (partial / "config.json").write_text(json.dumps(self.run_config, indent=2))
@@ -327,6 +338,7 @@ class OnlineState:
             (partial / "online.json").write_text(json.dumps({
                 "position": {str(p): o for p, o in self.position.items()},
                 "counters": asdict(self.counters), "replay_offered": self.replay_offered,
+                "sessions": {"next_id": self.sessions.next_id, "pruned_at": self.sessions.pruned_at},
                 "config": asdict(self.config),
             }, indent=2))
         except BaseException:

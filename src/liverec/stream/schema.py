@@ -55,13 +55,16 @@ class EventBatch:
     context: np.ndarray  # (n,) object: JSON text or None
     partition: np.ndarray  # (n,) int64 log partition (0 for the SQLite log)
     offset: np.ndarray  # (n,) int64 position within the partition
+    # set by stream preprocessing (`liverec.stream.preprocess.sessionise`), None before
+    session: np.ndarray | None = None  # (n,) int64 session id, unique across users
+    session_index: np.ndarray | None = None  # (n,) int64 position of the event in its session
 
     def __len__(self) -> int:
         return len(self.user)
 
     def take(self, rows: np.ndarray) -> EventBatch:
         """The sub-batch at `rows` (a boolean mask or indices)."""
-        return EventBatch(**{name: col[rows] for name, col in vars(self).items()})
+        return EventBatch(**{name: None if col is None else col[rows] for name, col in vars(self).items()})
 
 
 @dataclass

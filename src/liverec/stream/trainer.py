@@ -14,9 +14,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from liverec.stream.log import EventLog
 from liverec.stream.online import OnlineState
-from liverec.stream.preprocess import burst_mask, duplicate_mask
+from liverec.stream.preprocess import burst_mask, duplicate_mask, sessionise
 from liverec.stream.schema import EventBatch, validate
 
 log = logging.getLogger("liverec.stream")
@@ -62,13 +64,22 @@ class OnlineTrainer:
         return len(batch)
 
     def _preprocess(self, batch: EventBatch) -> EventBatch:
-        """Drop duplicates and bursts (both off by default), counted in `counters.filtered`."""
+        """Drop duplicates and bursts (both off by default), assign sessions and cap their length
+        (off by default); dropped events are counted in `counters.filtered`."""
         cfg = self.state.config
         drop = duplicate_mask(batch, cfg.dedupe_seconds) | burst_mask(batch, cfg.max_user_rate)
-        if drop.any():
-            self.state.counters.filtered += int(drop.sum())
-            return batch.take(~drop)
+        batch = self._drop(batch, drop)  # dropped events neither open nor extend a session
+        if cfg.session_gap > 0:
+            sessionise(batch, self.state.sessions, cfg.session_gap)
+            if cfg.max_session_events:
+                batch = self._drop(batch, batch.session_index >= cfg.max_session_events)
         return batch
+
+    def _drop(self, batch: EventBatch, drop: np.ndarray) -> EventBatch:
+        if not drop.any():
+            return batch
+        self.state.counters.filtered += int(drop.sum())
+        return batch.take(~drop)
 
     def publish(self) -> int:
         number = self.state.publish(self.registry)
