@@ -446,6 +446,12 @@ def online(
     set_: list[str] = typer.Option([], "--set", help="Online option: key=value (see OnlineConfig)."),
     max_events: int = typer.Option(None, "--max-events", help="Stop after reading this many events."),
     idle_exit: float = typer.Option(None, "--idle-exit", help="Stop after this many idle seconds."),
+    min_count: int = typer.Option(
+        None, "--min-count", help="Events a new user or item needs before it enters the model (default 1)."
+    ),
+    expire_after: float = typer.Option(
+        None, "--expire-after", help="Remove users and items with no event for this many s of event time."
+    ),
 ) -> None:
     """Learn from an event log continuously and publish versions that `liverec serve` hot-swaps."""
     import logging
@@ -467,6 +473,9 @@ def online(
             if not sep:
                 raise LiverecError(f"--set expects key=value, got {assignment!r}")
             options[key.strip().removeprefix("online.")] = parse_value(value)
+        for key, value in (("min_count", min_count), ("expire_after", expire_after)):
+            if value is not None:
+                options[key] = value
         config = make_config(OnlineConfig, options)
         registry = _online_registry(source, to)
         state = OnlineState.load(registry, config)

@@ -94,7 +94,8 @@ def run_online(registry: Path, db: Path, *extra: str) -> subprocess.Popen:
     )
 
 
-def test_sigkill_and_restart_apply_every_event_exactly_once(registries, tmp_path):
+@pytest.mark.parametrize("lifecycle", [[], ["--min-count", "2"]], ids=["default", "min-count-2"])
+def test_sigkill_and_restart_apply_every_event_exactly_once(registries, tmp_path, lifecycle):
     registry, db = fresh(registries, "mf", tmp_path), tmp_path / "events.db"
     base = load_version(registry).seen.sum()
     log = SQLiteEventLog(db)
@@ -105,31 +106,48 @@ def test_sigkill_and_restart_apply_every_event_exactly_once(registries, tmp_path
     events[::50] = [Event("bad", "x", "hover")] * len(events[::50])  # 12 dead letters
     log.append(events[:200])
     for chunk in (events[200:400], events[400:]):  # kill twice, each time after some progress
-        proc = run_online(registry, db)
+        proc = run_online(registry, db, *lifecycle)
         start = latest_version(registry)
         while latest_version(registry) <= start + 2 and proc.poll() is None:
             time.sleep(0.01)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         log.append(chunk)
-    proc = run_online(registry, db, "--idle-exit", "1")
+    proc = run_online(registry, db, "--idle-exit", "1", *lifecycle)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out.decode()[-2000:]
     final = OnlineState.load(registry, OnlineConfig())
     assert final.position == {0: len(events) + 1}
     assert final.counters.applied + final.counters.dead == len(events)
     assert final.counters.dead == 12 and len(log.dead_letters()) == 12
-    assert final.history.sum() - base == len(events) - 12  # each click counted once: no loss, no duplicate
-    pairs = {}
-    for e in events:
-        if e.type == "click":
-            pairs[(e.user, e.item)] = pairs.get((e.user, e.item), 0) + 1
-    (u, i), count = max(pairs.items(), key=lambda kv: kv[1])
     seen_before = load_version(registries["mf"])
+    learned = admitted_in_order(events, seen_before, 2 if lifecycle else 1)
+    assert final.counters.unadmitted == len(events) - 12 - len(learned)
+    assert final.history.sum() - base == len(learned)  # each click counted once: no loss, no duplicate
+    pairs = {}
+    for e in learned:
+        pairs[(e.user, e.item)] = pairs.get((e.user, e.item), 0) + 1
+    (u, i), count = max(pairs.items(), key=lambda kv: kv[1])
     ui = seen_before.users.encode([u], missing="mask")[0], seen_before.items.encode([i], missing="mask")[0]
     had = 1 if ui[0] >= 0 and ui[1] >= 0 and ui[1] in seen_before.seen_items(ui[0]) else 0
     fu, fi = final.users.lookup(np.array([u]))[0], final.items.lookup(np.array([i]))[0]
     assert final.history[fu, fi] == count + had
+
+
+def admitted_in_order(events: list[Event], art, min_count: int) -> list[Event]:
+    """The valid events the frequency filter lets through, replayed one by one in log order."""
+    seen_users, seen_items = {}, {}
+    out = []
+    for e in events:
+        if e.type != "click":
+            continue
+        seen_users[e.user] = seen_users.get(e.user, 0) + 1
+        seen_items[e.item] = seen_items.get(e.item, 0) + 1
+        user_ok = art.users.encode([e.user], missing="mask")[0] >= 0 or seen_users[e.user] >= min_count
+        item_ok = art.items.encode([e.item], missing="mask")[0] >= 0 or seen_items[e.item] >= min_count
+        if user_ok and item_ok:
+            out.append(e)
+    return out
 
 
 def test_cli_errors_are_one_line(tmp_path):

@@ -154,3 +154,27 @@ class KeyTable:
         raw = np.ascontiguousarray(arrays[f"{prefix}.keys"])
         keys = np.char.decode(raw.view(f"S{raw.shape[1]}").ravel(), "utf-8") if len(raw) else None
         return cls({name: arrays[f"{prefix}.{name}"] for name in columns}, keys)
+
+
+def pending_table() -> KeyTable:
+    """Ids waiting to enter the model: events seen so far and the event time of the last one."""
+    return KeyTable({"count": np.zeros(0, np.int64), "last": np.zeros(0)})
+
+
+def admit(ids: GrowableIds, pending: KeyTable, text: np.ndarray, timestamp: np.ndarray,
+          min_count: int) -> np.ndarray:
+    """(n,) True where the event's id is in the model or reaches `min_count` events with it (the
+    frequency filter); counts the other ids' events in `pending`, across batches."""
+    admitted = ids.lookup(text) >= 0
+    waiting = np.flatnonzero(~admitted)
+    if not len(waiting):
+        return admitted
+    key = text[waiting]
+    admitted[waiting] = pending.get(key, {"count": 0})["count"] + occurrence(key) >= min_count
+    unique, code = np.unique(key, return_inverse=True)
+    last = np.full(len(unique), -np.inf)
+    np.maximum.at(last, code, timestamp[waiting])
+    before = pending.get(unique, {"count": 0, "last": -np.inf})
+    pending.put(unique, {"count": before["count"] + np.bincount(code, minlength=len(unique)),
+                         "last": np.maximum(before["last"], last)})
+    return admitted

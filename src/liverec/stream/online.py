@@ -8,6 +8,18 @@ Per micro-batch, all as array operations:
     item is pulled towards today's users without forgetting the older ones);
  5. every touched user is re-solved from their whole history given the item vectors (iALS fold-in).
 
+Id lifecycle, as Monolith does it for its embedding tables (both off by default):
+ - frequency filter (`min_count`): an id not in the model yet enters it only with its
+   `min_count`-th event; the events before it are counted (in `pending_users` / `pending_items`,
+   across batches) but not learned from (`counters.unadmitted`), so one-off ids (typos, crawlers,
+   items viewed once) cost no row;
+ - expiry (`expire_after`): users and items with no event for `expire_after` seconds of event time
+   (measured against the newest event time applied, so replaying old data expires the same ids) are
+   removed: their rows, history and replay triples go, published versions no longer list them (an
+   item that expired is never recommended again), and an id that comes back starts afresh, as new.
+   Ids already in the exported model count as seen when the first event arrives. Ids waiting in
+   the frequency filter expire the same way, which bounds that table too.
+
 The state (vectors, history, replay buffer, counters and the log position it reflects) is written
 into a registry version as one atomic unit, which is what makes restarts exactly-once.
 """
@@ -27,7 +39,7 @@ import torch
 from liverec.errors import LiverecError
 from liverec.registry import commit_partial, latest_version, load_version, new_partial, prune
 from liverec.stream.foldin import Rows, RowSums, solve_rows
-from liverec.stream.ids import GrowableIds, KeyTable
+from liverec.stream.ids import GrowableIds, KeyTable, admit, pending_table
 from liverec.stream.log import Position
 from liverec.stream.preprocess import Sessions
 from liverec.stream.schema import EventBatch
@@ -64,6 +76,8 @@ class OnlineConfig:
     max_user_rate: float = 0.0  # drop a batch's events of users above this many events/s; 0 = off
     session_gap: float = 1800.0  # s of inactivity that end a user's session (0 = no sessions)
     max_session_events: int = 0  # events of one session taken into the model; the rest are dropped; 0 = all
+    min_count: int = 1  # events an unknown user or item needs before it gets a row (1 = at once)
+    expire_after: float = 0.0  # s of event time without an event after which an id is removed; 0 = never
 
     def __post_init__(self) -> None:
         if min(self.batch_size, self.publish_every, self.keep_versions) < 1 or self.publish_ms < 0:
@@ -72,6 +86,8 @@ class OnlineConfig:
             raise LiverecError("online: need l2 > 0, unobserved_weight >= 0, cg_steps >= 0, replay_size >= 0")
         if self.session_gap < 0 or self.max_session_events < 0:
             raise LiverecError("online: need session_gap >= 0 and max_session_events >= 0")
+        if self.min_count < 1 or self.expire_after < 0:
+            raise LiverecError("online: need min_count >= 1 and expire_after >= 0 (0 = never)")
         if self.max_session_events and not self.session_gap:
             raise LiverecError("online: max_session_events needs sessions: set session_gap > 0")
 
@@ -82,6 +98,9 @@ class Counters:
     ignored: int = 0  # valid events that carry no positive signal (e.g. low ratings)
     dead: int = 0  # invalid events sent to the dead-letter store
     filtered: int = 0  # valid events dropped by preprocessing (duplicates, bursts, session cap)
+    unadmitted: int = 0  # applied events not learned from: user or item still under min_count
+    expired_users: int = 0  # rows removed by expiry
+    expired_items: int = 0
     batches: int = 0
 
 
@@ -130,6 +149,11 @@ class OnlineState:
         self.position: Position = {}
         self.counters = Counters()
         self.sessions = Sessions()
+        self.pending_users, self.pending_items = pending_table(), pending_table()
+        self.user_seen = np.full(len(self.users), -np.inf)  # (U,) event time of each row's newest event
+        self.item_seen = np.full(len(self.items), -np.inf)  # (I,)
+        self.clock = -np.inf  # the newest event time applied
+        self.swept_at = -np.inf  # clock at the last expiry sweep
         self._load_online(folder)
         # users per item, kept current per batch (a bincount over the history would cost O(nnz))
         self.item_users = np.bincount(self.history.indices, minlength=self.history.shape[1])
@@ -152,6 +176,11 @@ class OnlineState:
         sessions = meta.get("sessions", {})
         self.sessions = Sessions(KeyTable.from_arrays(arrays, "sessions", Sessions().table.columns),
                                  sessions.get("next_id", 0), sessions.get("pruned_at", -np.inf))
+        self.pending_users = KeyTable.from_arrays(arrays, "pending_users", pending_table().columns)
+        self.pending_items = KeyTable.from_arrays(arrays, "pending_items", pending_table().columns)
+        self.clock, self.swept_at = meta.get("clock", -np.inf), meta.get("swept_at", -np.inf)
+        self.user_seen = arrays.get("user_seen", np.full(len(self.users), self.clock))
+        self.item_seen = arrays.get("item_seen", np.full(len(self.items), self.clock))
 
     @classmethod
     def load(cls, registry: str | Path, config: OnlineConfig) -> OnlineState:
@@ -177,16 +206,39 @@ class OnlineState:
     @torch.no_grad()
     def apply(self, batch: EventBatch) -> None:
         """Take a batch of valid events into the model."""
+        self.counters.applied += len(batch)
+        self.counters.batches += 1
+        if not len(batch):
+            return
+        if not np.isfinite(self.clock):  # the stream starts: the exported ids count as seen now
+            self.user_seen[:] = self.item_seen[:] = batch.timestamp.min()
+        self.clock = max(self.clock, float(batch.timestamp.max()))
+        if self.config.min_count > 1:
+            c = self.config.min_count
+            admitted = (admit(self.users, self.pending_users, batch.user, batch.timestamp, c)
+                        & admit(self.items, self.pending_items, batch.item, batch.timestamp, c))
+            self.counters.unadmitted += int((~admitted).sum())
+            batch = batch.take(admitted)
+        self._learn(batch)
+        if self.config.expire_after > 0:
+            self._expire()
+
+    def _learn(self, batch: EventBatch) -> None:
         conf = self.confidence(batch)
         keep = conf > 0
-        self.counters.applied += len(batch)
         self.counters.ignored += int((~keep).sum())
-        self.counters.batches += 1
+        if self.config.expire_after > 0:
+            self._mark_seen(batch)
         if not keep.any():
             return
         users = self.users.add(batch.user[keep])
         items = self.items.add(batch.item[keep])
         self._resize(len(self.users), len(self.items))
+        np.maximum.at(self.user_seen, users, batch.timestamp[keep])
+        np.maximum.at(self.item_seen, items, batch.timestamp[keep])
+        if self.config.min_count > 1:  # now in the model: no longer waiting
+            self.pending_users.drop(np.unique(batch.user[keep]))
+            self.pending_items.drop(np.unique(batch.item[keep]))
         delta = sp.csr_matrix((conf[keep].astype(np.float32), (users, items)), shape=self.history.shape)
         delta.sum_duplicates()
         self._count_new_pairs(delta)
@@ -198,6 +250,41 @@ class OnlineState:
         popular_batch = self.item_users[items] > self.config.item_fold_in_max
         self._sgd_items(users[popular_batch], items[popular_batch], conf[keep][popular_batch])
         self._solve_users(np.unique(users))
+
+    def _mark_seen(self, batch: EventBatch) -> None:
+        """Events of ids with rows keep those rows alive (also events that carry no signal)."""
+        for ids, seen, text in ((self.users, self.user_seen, batch.user), (self.items, self.item_seen, batch.item)):
+            rows = ids.lookup(text)
+            known = rows >= 0
+            np.maximum.at(seen, rows[known], batch.timestamp[known])
+
+    def _expire(self) -> None:
+        """Remove the ids idle for `expire_after` s; sweeps run every tenth of that in event time,
+        as each rebuilds the history and the sums over all rows."""
+        after = self.config.expire_after
+        if self.clock - self.swept_at < after / 10:
+            return
+        self.swept_at = self.clock
+        cutoff = self.clock - after
+        for pending in (self.pending_users, self.pending_items):
+            pending.keep(pending.columns["last"] >= cutoff)
+        user_keep, item_keep = self.user_seen >= cutoff, self.item_seen >= cutoff
+        if user_keep.all() and item_keep.all():
+            return
+        self.counters.expired_users += int((~user_keep).sum())
+        self.counters.expired_items += int((~item_keep).sum())
+        self.users.keep(user_keep)
+        self.items.keep(item_keep)
+        self.P, self.user_bias, self.user_seen = self.P[user_keep], self.user_bias[user_keep], self.user_seen[user_keep]
+        self.Q, self.item_bias, self.item_seen = self.Q[item_keep], self.item_bias[item_keep], self.item_seen[item_keep]
+        self.history = self.history[np.flatnonzero(user_keep)][:, np.flatnonzero(item_keep)].tocsr()
+        self.history.sort_indices()
+        user_row, item_row = np.cumsum(user_keep) - 1, np.cumsum(item_keep) - 1  # old row -> new row
+        u, i = self.replay[:, 0].astype(np.int64), self.replay[:, 1].astype(np.int64)
+        alive = user_keep[u] & item_keep[i]
+        self.replay = np.stack([user_row[u], item_row[i], self.replay[:, 2]], axis=1)[alive].astype(np.float64)
+        self.item_users = np.bincount(self.history.indices, minlength=self.history.shape[1])
+        self.user_sums, self.item_sums = RowSums.of(self.P, self.user_bias), RowSums.of(self.Q, self.item_bias)
 
     def _count_new_pairs(self, delta: sp.csr_matrix) -> None:
         """Add the batch's (user, item) pairs that the history does not hold yet to `item_users`."""
@@ -216,6 +303,8 @@ class OnlineState:
         self.user_sums.add(self.P[old_users:], self.user_bias[old_users:])
         self.item_sums.add(self.Q[old_items:], self.item_bias[old_items:])
         self.item_users = np.concatenate([self.item_users, np.zeros(num_items - old_items, np.int64)])
+        self.user_seen = np.concatenate([self.user_seen, np.full(num_users - old_users, -np.inf)])
+        self.item_seen = np.concatenate([self.item_seen, np.full(num_items - old_items, -np.inf)])
         self.history.resize((num_users, num_items))
 
     def _set_users(self, idx: torch.Tensor, new: torch.Tensor) -> None:
@@ -328,7 +417,9 @@ class OnlineState:
             save_file({"indptr": history.indptr.astype(np.int64), "indices": history.indices.astype(np.int64),
                        "popularity": popularity}, str(partial / "seen.safetensors"))
             save_file({"history": history.data.astype(np.float32), "replay": replay,
-                       **self.sessions.table.arrays("sessions")}, str(partial / "online.safetensors"))
+                       "user_seen": self.user_seen[user_perm], "item_seen": self.item_seen[item_perm],
+                       **self.sessions.table.arrays("sessions"), **self.pending_users.arrays("pending_users"),
+                       **self.pending_items.arrays("pending_items")}, str(partial / "online.safetensors"))
             users.save(partial / "users.json")
             items.save(partial / "items.json")
             (partial / "config.json").write_text(json.dumps(self.run_config, indent=2))
@@ -339,6 +430,7 @@ class OnlineState:
                 "position": {str(p): o for p, o in self.position.items()},
                 "counters": asdict(self.counters), "replay_offered": self.replay_offered,
                 "sessions": {"next_id": self.sessions.next_id, "pruned_at": self.sessions.pruned_at},
+                "clock": self.clock, "swept_at": self.swept_at,
                 "config": asdict(self.config),
             }, indent=2))
         except BaseException:
