@@ -408,6 +408,11 @@ def serve(
     log_url: str = typer.Option(
         None, "--log", help="Event log for POST /v1/events (default sqlite: REGISTRY/events.sqlite)."
     ),
+    online: bool = typer.Option(
+        False, "--online", help="Learn from --log in this process: the served model changes after each micro-batch."
+    ),
+    group: str = typer.Option("liverec-online", "--group", help="Consumer group of the --online trainer."),
+    set_: list[str] = typer.Option([], "--set", help="--online trainer option: key=value (see OnlineConfig)."),
 ) -> None:
     """Serve the registry's latest model over HTTP (docs at /docs); new versions are hot-swapped."""
     import ipaddress
@@ -430,8 +435,41 @@ def serve(
             from liverec.stream import open_log
 
             open_log(log_url).close()  # a bad URL is a one-line error now, not at the first event
-        uvicorn.run(create_app(registry, token=token, poll_seconds=poll, log_url=log_url),
+        config = _online_config(registry, set_) if online else None
+        if online:  # the trainer's progress and outage lines, as under `liverec online`
+            import logging
+
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+        if set_ and not online:
+            raise LiverecError("--set configures the in-process trainer: add --online")
+        uvicorn.run(create_app(registry, token=token, poll_seconds=poll, log_url=log_url,
+                               online=config, online_group=group),
                     host=host, port=port, log_level="warning")
+
+
+def _online_config(registry: Path, assignments: list[str]):
+    """The OnlineConfig of `--set key=value` options, checked against the registry's model now
+    (a wrong option or model is a one-line error before the server starts)."""
+    import json
+
+    from liverec.models.base import make_config
+    from liverec.registry import latest_version
+    from liverec.stream.online import ONLINE_MODELS, OnlineConfig
+
+    options = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep:
+            raise LiverecError(f"--set expects key=value, got {assignment!r}")
+        options[key.strip().removeprefix("online.")] = parse_value(value)
+    config = make_config(OnlineConfig, options)
+    number = latest_version(registry)
+    if number is None:
+        raise DataNotFoundError(f"{registry} has no published version; run `liverec export RUN --to {registry}`")
+    model = json.loads((registry / "versions" / str(number) / "manifest.json").read_text())["model"]
+    if model not in ONLINE_MODELS:
+        raise LiverecError(f"--online learns {list(ONLINE_MODELS)}, and {registry} serves {model!r}")
+    return config
 
 
 @app.command()

@@ -101,6 +101,7 @@ def _response(art, idx, scores, fallback, unknown) -> RecommendOut:
 def create_app(
     registry: str | Path, token: str | None = None, poll_seconds: float = 1.0,
     events_path: str | Path | None = None, log_url: str | None = None,
+    online=None, online_group: str = "liverec-online",
 ):
     """The FastAPI app serving the latest version of `registry` (hot-swapped as versions appear).
 
@@ -108,6 +109,8 @@ def create_app(
     `events_path`: the SQLite event log (default REGISTRY/events.sqlite).
     `log_url`: send events to this log instead (`sqlite:///path.db` or `kafka://host:port/topic`),
     where `liverec online` reads them.
+    `online`: an `OnlineConfig`: learn from that log in this process (`liverec.serve.inprocess`),
+    swapping the served model in memory after every micro-batch instead of polling the registry.
     """
     from fastapi import Depends, FastAPI, HTTPException, Query, Request
     from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -150,9 +153,21 @@ def create_app(
             app.state.events = open_log(log_url)
         else:
             app.state.events = SQLiteEventLog(events_path or Path(registry) / "events.sqlite")
-        task = asyncio.create_task(poll_registry())
+        embedded = None
+        if online is not None:  # the trainer feeds the holder: nothing to poll for
+            from liverec.serve.inprocess import EmbeddedTrainer
+
+            url = log_url or f"sqlite://{Path(events_path or Path(registry) / 'events.sqlite').resolve()}"
+            embedded = EmbeddedTrainer(holder, registry, url, online, online_group)
+            await asyncio.to_thread(embedded.start)
+            task = None
+        else:
+            task = asyncio.create_task(poll_registry())
         yield
-        task.cancel()
+        if task is not None:
+            task.cancel()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.close)
         app.state.events.close()
 
     app = FastAPI(title="liverec", version="1", lifespan=lifespan)

@@ -36,6 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from liverec.data.vocab import IdVocab
 from liverec.errors import LiverecError
 from liverec.registry import commit_partial, latest_version, load_version, new_partial, prune
 from liverec.stream.foldin import Rows, RowSums, solve_rows
@@ -396,16 +397,28 @@ class OnlineState:
             out["global_bias"] = self.global_bias.contiguous()
         return out
 
+    def sorted_view(self) -> tuple[IdVocab, np.ndarray, IdVocab, np.ndarray, sp.csr_matrix]:
+        """(users, user_perm, items, item_perm, history) in published (sorted id) order."""
+        users, user_perm = self.users.sorted_vocab()
+        items, item_perm = self.items.sorted_vocab()
+        history = self.history[user_perm][:, item_perm].tocsr()
+        history.sort_indices()
+        return users, user_perm, items, item_perm, history
+
+    def manifest(self, users: int, items: int) -> dict:
+        return {
+            "model": self.model_name, "data": self.data, "index": "exact", "online": True,
+            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "users": users, "items": items, "events_applied": self.counters.applied,
+        }
+
     def publish(self, registry: str | Path) -> int:
         """Write the state as the next registry version (atomic) and prune old versions."""
         from safetensors.numpy import save_file
         from safetensors.torch import save_file as save_tensors
 
         registry = Path(registry)
-        users, user_perm = self.users.sorted_vocab()
-        items, item_perm = self.items.sorted_vocab()
-        history = self.history[user_perm][:, item_perm].tocsr()
-        history.sort_indices()
+        users, user_perm, items, item_perm, history = self.sorted_view()
         user_rank, item_rank = np.argsort(user_perm), np.argsort(item_perm)  # old row -> new row
         replay = self.replay.copy()
         replay[:, 0] = user_rank[replay[:, 0].astype(np.int64)]
@@ -436,11 +449,6 @@ class OnlineState:
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
-        manifest = {
-            "model": self.model_name, "data": self.data, "index": "exact", "online": True,
-            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "users": len(users), "items": len(items), "events_applied": self.counters.applied,
-        }
-        number = commit_partial(registry, partial, manifest)
+        number = commit_partial(registry, partial, self.manifest(len(users), len(items)))
         prune(registry, self.config.keep_versions)
         return number

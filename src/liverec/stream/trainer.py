@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +38,14 @@ class RunStats:
 class OnlineTrainer:
     """Consumes `events` into `state` and publishes it into `registry`."""
 
-    def __init__(self, state: OnlineState, events: EventLog, registry: str | Path) -> None:
+    def __init__(
+        self, state: OnlineState, events: EventLog, registry: str | Path,
+        on_apply: Callable[[], None] | None = None,
+    ) -> None:
+        """`on_apply` runs after every applied batch, before any publish (the in-process server
+        swaps its model there, so freshness does not wait for the registry write)."""
         self.state, self.events, self.registry = state, events, Path(registry)
+        self.on_apply = on_apply
         self.stats = RunStats()
         self._pending = 0  # events applied since the last publish
         self._last_publish = time.monotonic()
@@ -57,6 +64,8 @@ class OnlineTrainer:
             self.state.apply(self._preprocess(valid))
             self.state.position = self.events.position()
             self._pending += len(batch)
+            if self.on_apply is not None:
+                self.on_apply()
             self.stats.events += len(batch)
         due_ms = (time.monotonic() - self._last_publish) * 1000 >= cfg.publish_ms
         if self._pending and (self._pending >= cfg.publish_every or due_ms):
