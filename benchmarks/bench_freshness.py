@@ -1,6 +1,7 @@
 """Live learning: online trainer throughput and event-to-recommendation freshness.
 
     python benchmarks/bench_freshness.py [--data ml-100k] [--trials 50] [--events 200000] [--kafka]
+                                         [--in-process] [--skip-throughput]
 
 1. Throughput: a registry holding MF trained on the data (d=64); a SQLite log pre-filled with
    `--events` synthetic events over the data's users and items (5% new users, 2% new items, a mix of
@@ -11,6 +12,8 @@
    a user's top-5 over HTTP, POST a purchase of the top item to /v1/events and time until
    /v1/recommend no longer lists it (the new version is served: the item is seen, the user vector is
    re-solved). p50/p99 over the trials, with the embedded SQLite log and (--kafka) a tansu broker.
+3. (--in-process) the same trials against one process, `liverec serve --online`: the trainer runs
+   in the server and swaps the served model in memory after each micro-batch (no registry round trip).
 """
 
 from __future__ import annotations
@@ -113,18 +116,23 @@ def start_tansu() -> tuple[subprocess.Popen, str]:
     return proc, f"127.0.0.1:{port}"
 
 
-def freshness(registry: Path, root: Path, log_url: str, trials: int, label: str) -> None:
+def freshness(registry: Path, root: Path, log_url: str, trials: int, label: str, in_process: bool = False) -> None:
     import httpx
 
     work = root / f"fresh-{label}"
     shutil.copytree(registry, work)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(CLI + ["serve", str(work), "--port", str(port), "--poll", "0.02",
-                                     "--log", log_url], stderr=subprocess.DEVNULL)
-    trainer = subprocess.Popen(CLI + ["online", str(work), "--log", log_url, "--start", "latest",
-                                      "--set", "publish_ms=0", "--set", "keep_versions=3"],
-                               stderr=subprocess.DEVNULL)
+    if in_process:  # one process; durable publishes at the default interval (200 ms)
+        server = subprocess.Popen(CLI + ["serve", str(work), "--port", str(port), "--log", log_url,
+                                         "--online", "--set", "keep_versions=3"], stderr=subprocess.DEVNULL)
+        trainer = None
+    else:
+        server = subprocess.Popen(CLI + ["serve", str(work), "--port", str(port), "--poll", "0.02",
+                                         "--log", log_url], stderr=subprocess.DEVNULL)
+        trainer = subprocess.Popen(CLI + ["online", str(work), "--log", log_url, "--start", "latest",
+                                          "--set", "publish_ms=0", "--set", "keep_versions=3"],
+                                   stderr=subprocess.DEVNULL)
     try:
         with httpx.Client(base_url=base, timeout=10) as client:
             while True:
@@ -156,8 +164,9 @@ def freshness(registry: Path, root: Path, log_url: str, trials: int, label: str)
               f"max {ms.max():.0f} ms", flush=True)
     finally:
         for proc in (trainer, server):
-            os.kill(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
+            if proc is not None:
+                os.kill(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=30)
 
 
 def main() -> None:
@@ -166,16 +175,24 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--kafka", action="store_true", help="also measure freshness through tansu")
+    parser.add_argument("--in-process", action="store_true",
+                        help="also measure freshness with the trainer inside the server (serve --online)")
+    parser.add_argument("--skip-throughput", action="store_true", help="measure freshness only")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-fresh-"))
     try:
         registry = make_registry(args.data, root)
-        print("online trainer throughput (1 process, OMP_NUM_THREADS="
-              f"{os.environ.get('OMP_NUM_THREADS', 'unset')}):", flush=True)
-        for batch_size, cg_steps in ((10_000, 3), (50_000, 3), (100_000, 2), (50_000, 0)):
+        if not args.skip_throughput:
+            print("online trainer throughput (1 process, OMP_NUM_THREADS="
+                  f"{os.environ.get('OMP_NUM_THREADS', 'unset')}):", flush=True)
+        for batch_size, cg_steps in () if args.skip_throughput else (
+                (10_000, 3), (50_000, 3), (100_000, 2), (50_000, 0)):
             throughput(registry, root, args.events, cg_steps, batch_size)
         print("freshness through the HTTP API:", flush=True)
         freshness(registry, root, f"sqlite://{root / 'fresh.sqlite'}", args.trials, "sqlite")
+        if args.in_process:
+            freshness(registry, root, f"sqlite://{root / 'fresh-in-process.sqlite'}", args.trials,
+                      "sqlite, in-process", in_process=True)
         if args.kafka:
             broker, address = start_tansu()
             try:
