@@ -93,20 +93,17 @@ def test_score_all_in_many_chunks_matches_score(monkeypatch: pytest.MonkeyPatch)
     torch.testing.assert_close(every, model.score(users, torch.arange(NUM_ITEMS).expand(3, -1)))
 
 
-def test_gmf_penalty_counts_h_so_rescaling_cannot_escape_it() -> None:
-    """Scaling h up by c and p down by c leaves GMF's scores unchanged; the L2 term must not fall
-    towards zero along that path, or GMF is effectively unregularised."""
-    torch.manual_seed(0)
-    model = NeuMF(NeuMFConfig(variant="gmf", embedding_dim=4), num_users=5, num_items=7)
-    users, items = torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5])
-    before_scores = model.score(users, items[:, None])
-    before = model.regularization(users, items)
-    with torch.no_grad():
-        model.output.weight.mul_(100.0)
-        model.gmf_user.weight.div_(100.0)
-    assert torch.allclose(model.score(users, items[:, None]), before_scores, atol=1e-5)
-    h = model.output.weight.detach()
-    # h counts once per user row of the call
-    q = model.gmf_item(items).pow(2).sum() + model.gmf_user(users).pow(2).sum()
-    assert torch.allclose(model.regularization(users, items), q + 3 * h.pow(2).sum())
-    assert model.regularization(users, items) > before
+
+def test_fixed_h_gmf_is_mf_without_biases_and_h_never_moves() -> None:
+    model = NeuMF(NeuMFConfig(variant="gmf", embedding_dim=4, fixed_h=True), NUM_USERS, NUM_ITEMS)
+    model.reset_parameters(torch.Generator().manual_seed(0))
+    assert torch.equal(model.output.weight, torch.ones(1, 4))
+    users, items = torch.tensor([0, 1, 2]), torch.tensor([[3], [4], [5]])
+    expected = (model.gmf_user(users)[:, None] * model.gmf_item(items)).sum(-1) + model.output.bias
+    assert torch.allclose(model.score(users, items), expected)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model.score(users, items).sum().backward()
+    opt.step()
+    assert torch.equal(model.output.weight, torch.ones(1, 4))
+    with pytest.raises(LiverecError, match="fixed_h"):
+        NeuMFConfig(variant="neumf", fixed_h=True)

@@ -36,6 +36,9 @@ class NeuMFConfig:
     pretrained_gmf: str | None = None  # run directory (with model.safetensors) of a trained "gmf"
     pretrained_mlp: str | None = None  # run directory of a trained "mlp"; both or neither
     alpha: float = 0.5  # weight of the GMF half of the output layer after pretrained init
+    # GMF only: keep h at ones, which makes GMF exactly MF without biases (paper Sec. 3.2). A learned
+    # h lets training scale h up and p, q down, so an L2 term on the embeddings stops regularising.
+    fixed_h: bool = False
 
     def __post_init__(self) -> None:
         self.mlp_layers = tuple(int(w) for w in self.mlp_layers)  # TOML gives lists
@@ -55,6 +58,8 @@ class NeuMFConfig:
         if not 0.0 <= self.alpha <= 1.0:
             raise LiverecError(f"neumf: alpha must be in [0, 1], got {self.alpha}")
         pretrained = (self.pretrained_gmf is not None, self.pretrained_mlp is not None)
+        if self.fixed_h and self.variant != "gmf":
+            raise LiverecError("neumf: fixed_h applies to variant='gmf' only")
         if any(pretrained) and (self.variant != "neumf" or not all(pretrained)):
             raise LiverecError(
                 "neumf: pretrained_gmf and pretrained_mlp go together and only with variant='neumf'"
@@ -97,6 +102,7 @@ class NeuMF(Recommender):
             self.mlp = nn.Sequential(*tower)
             width += config.mlp_layers[-1]
         self.output = nn.Linear(width, 1)  # h and b
+        self.output.weight.requires_grad_(not config.fixed_h)
         self.reset_parameters()
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
@@ -116,6 +122,8 @@ class NeuMF(Recommender):
                 else:
                     nn.init.xavier_uniform_(module.weight, generator=generator)
                 nn.init.zeros_(module.bias)
+        if self.config.fixed_h:
+            nn.init.ones_(self.output.weight)
 
     def prepare(self) -> None:
         """Start from the pretrained GMF and MLP when the config names them (call before training)."""
@@ -209,18 +217,10 @@ class NeuMF(Recommender):
         return self.gmf_item.weight.detach()  # (I, k)
 
     def regularization(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Squared norms of the embedding rows the batch touches, plus GMF's output weights h once
-        per user row (tower weights: use weight decay).
-
-        Every example touches h, so a per-example L2 counts it once per example. Without it GMF is
-        not regularised at all: scaling h up and p, q down leaves the scores unchanged and drives
-        the penalty on p and q to zero.
-        """
+        """Squared norms of the embedding rows the batch touches (tower weights: use weight decay)."""
         reg = torch.zeros((), device=users.device)
         if self.use_gmf:
             reg = reg + self.gmf_user(users).pow(2).sum() + self.gmf_item(items).pow(2).sum()
-            h = self.output.weight[:, : self.config.embedding_dim]  # (1, k): GMF half of h
-            reg = reg + users.numel() * h.pow(2).sum()
         if self.use_mlp:
             reg = reg + self.mlp_user(users).pow(2).sum() + self.mlp_item(items).pow(2).sum()
         return reg
