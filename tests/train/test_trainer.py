@@ -34,6 +34,18 @@ def test_trainer_minimises_and_writes_history(tmp_path):
     assert result.best_epoch == 30
 
 
+def test_zero_epochs_keep_the_initial_weights(tmp_path):
+    model = Line()
+    with torch.no_grad():
+        model.w.fill_(1.5)  # e.g. a pre-trained NeuMF that validation says not to fine-tune
+    hist = tmp_path / "history.jsonl"
+    result = Trainer(TrainConfig(epochs=0, progress=False), history_path=hist).fit(
+        model, quadratic_step, lambda e: [torch.tensor([3.0])]
+    )
+    assert model.w.item() == 1.5
+    assert result.best_epoch == 0 and result.history == [] and hist.read_text() == ""
+
+
 def test_early_stopping_restores_best_state():
     # validation score peaks at epoch 3, then only gets worse: stop after `patience` evaluations
     scores = iter([0.1, 0.2, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0])
@@ -61,7 +73,7 @@ def test_divergence_and_bad_monitor_are_user_errors():
 
 
 @pytest.mark.parametrize(
-    "field,value", [("lr", 0.0), ("epochs", 0), ("optimizer", "lbfgs"), ("loss", "hinge"),
+    "field,value", [("lr", 0.0), ("epochs", -1), ("optimizer", "lbfgs"), ("loss", "hinge"),
                     ("sampler", "magic"), ("device", "tpu")],
 )
 def test_invalid_config_is_rejected(field, value):

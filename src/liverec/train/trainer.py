@@ -29,7 +29,8 @@ LOSSES = ("bpr", "bce", "softmax", "gbce", "ce")
 class TrainConfig:
     """Optimisation settings shared by all gradient-trained models."""
 
-    epochs: int = 100  # maximum passes over the training data
+    epochs: int = 100  # maximum passes over the training data; 0 keeps the initial weights (a
+    # pre-trained NeuMF, an init_from warm start) when validation says further training only hurts
     # positive interactions per optimiser step: the global batch, split over the ranks of a
     # distributed run (each takes batch_size / world_size), so lr needs no rescaling with --nproc
     batch_size: int = 2048
@@ -66,8 +67,8 @@ class TrainConfig:
     # data); the optimizer state is not saved, so Adam starts afresh; "" = random initialisation
 
     def validate(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise LiverecError("train.epochs and train.batch_size must be >= 1")
+        if self.epochs < 0 or self.batch_size < 1:
+            raise LiverecError("train.epochs must be >= 0 and train.batch_size >= 1")
         if self.lr <= 0:
             raise LiverecError("train.lr must be > 0")
         if self.l2_per not in ("triple", "pair"):
