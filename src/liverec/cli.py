@@ -447,6 +447,17 @@ def serve(
                     host=host, port=port, log_level="warning")
 
 
+def _online_options(assignments: list[str]) -> dict:
+    """`--set key=value` options of the online trainer (an `online.` prefix is allowed)."""
+    options = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep:
+            raise LiverecError(f"--set expects key=value, got {assignment!r}")
+        options[key.strip().removeprefix("online.")] = parse_value(value)
+    return options
+
+
 def _online_config(registry: Path, assignments: list[str]):
     """The OnlineConfig of `--set key=value` options, checked against the registry's model now
     (a wrong option or model is a one-line error before the server starts)."""
@@ -456,13 +467,7 @@ def _online_config(registry: Path, assignments: list[str]):
     from liverec.registry import latest_version
     from liverec.stream.online import ONLINE_MODELS, OnlineConfig
 
-    options = {}
-    for assignment in assignments:
-        key, sep, value = assignment.partition("=")
-        if not sep:
-            raise LiverecError(f"--set expects key=value, got {assignment!r}")
-        options[key.strip().removeprefix("online.")] = parse_value(value)
-    config = make_config(OnlineConfig, options)
+    config = make_config(OnlineConfig, _online_options(assignments))
     number = latest_version(registry)
     if number is None:
         raise DataNotFoundError(f"{registry} has no published version; run `liverec export RUN --to {registry}`")
@@ -505,12 +510,7 @@ def online(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
         if start not in ("earliest", "latest"):
             raise LiverecError(f"--start must be earliest or latest, got {start!r}")
-        options = {}
-        for assignment in set_:
-            key, sep, value = assignment.partition("=")
-            if not sep:
-                raise LiverecError(f"--set expects key=value, got {assignment!r}")
-            options[key.strip().removeprefix("online.")] = parse_value(value)
+        options = _online_options(set_)
         for key, value in (("min_count", min_count), ("expire_after", expire_after)):
             if value is not None:
                 options[key] = value
