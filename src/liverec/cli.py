@@ -444,7 +444,7 @@ def serve(
             raise LiverecError("--set configures the in-process trainer: add --online")
         uvicorn.run(create_app(registry, token=token, poll_seconds=poll, log_url=log_url,
                                online=config, online_group=group),
-                    host=host, port=port, log_level="warning")
+                    host=host, port=port, log_level="warning", access_log=False)
 
 
 def _online_options(assignments: list[str]) -> dict:
