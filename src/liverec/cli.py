@@ -348,12 +348,16 @@ def export(
     run_dir: Path = typer.Argument(..., help="A run directory written by `liverec train`."),
     to: Path = typer.Option(Path("registry"), "--to", help="Registry directory (created if absent)."),
     index: str = typer.Option("exact", "--index", help="Item index: exact | hnsw | ivf."),
+    target_recall: float = typer.Option(
+        0.95, "--target-recall",
+        help="hnsw/ivf: search just hard enough for this recall@10 vs exact on the model's users.",
+    ),
 ) -> None:
     """Publish a trained run as the next version of a model registry (atomic; `latest` moves last)."""
     from liverec.registry import publish
 
     with user_errors():
-        number = publish(run_dir, to, index=index)
+        number = publish(run_dir, to, index=index, target_recall=target_recall)
         console.print(f"published {run_dir} as version {number} -> {to / 'versions' / str(number)}")
 
 
@@ -444,7 +448,7 @@ def serve(
             raise LiverecError("--set configures the in-process trainer: add --online")
         uvicorn.run(create_app(registry, token=token, poll_seconds=poll, log_url=log_url,
                                online=config, online_group=group),
-                    host=host, port=port, log_level="warning")
+                    host=host, port=port, log_level="warning", access_log=False)
 
 
 def _online_options(assignments: list[str]) -> dict:

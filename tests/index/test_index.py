@@ -88,3 +88,36 @@ def test_bad_inputs_raise():
         index.search(np.ones((1, 3)), 2)
     with pytest.raises(LiverecError, match="exclude has"):
         index.search(items, 2, [np.array([0])])
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_tune_reaches_the_target_recall_with_the_least_effort(kind):
+    from liverec.index.faiss_index import HNSW_EF_SEARCH, IVF_NPROBE
+
+    items, queries, _ = clustered(num_items=5000, dim=32, clusters=60)
+    index = build_index(kind, items, hnsw_m=8, ef_construction=40) if kind == "hnsw" else \
+        build_index(kind, items)
+    recall = index.tune(items, queries, k=10, target_recall=0.97)
+    truth, _ = build_index("exact", items).search(queries, 10)
+    # the recall it reports is the one its setting gives
+    assert recall == pytest.approx(recall_vs_exact(index.search(queries, 10)[0], truth))
+    (name, value), = index.search_params.items()
+    values = HNSW_EF_SEARCH if kind == "hnsw" else IVF_NPROBE
+    assert value in values
+    if value != values[-1]:
+        assert recall >= 0.97
+    if value != values[0]:  # one step less would have missed the target
+        smaller = values[values.index(value) - 1]
+        less = build_index(kind, items, hnsw_m=8, ef_construction=40) if kind == "hnsw" else \
+            build_index(kind, items)
+        if kind == "hnsw":
+            less.index.hnsw.efSearch = smaller
+        else:
+            less.index.nprobe = smaller
+        assert recall_vs_exact(less.search(queries, 10)[0], truth) < 0.97
+
+
+def test_tune_rejects_a_target_outside_0_1():
+    items, queries, _ = clustered(num_items=500)
+    with pytest.raises(LiverecError, match="target recall"):
+        build_index("hnsw", items).tune(items, queries, target_recall=1.5)

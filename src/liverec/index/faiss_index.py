@@ -10,7 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from liverec.errors import LiverecError
-from liverec.index.exact import check_queries, check_vectors, exclusion_pairs
+from liverec.index.exact import ExactIndex, check_queries, check_vectors, exclusion_pairs
+
+# efSearch (HNSW) / nprobe (IVF) values `tune` tries, cheapest first
+HNSW_EF_SEARCH = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+IVF_NPROBE = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 def _faiss():
@@ -65,6 +69,37 @@ class FaissIndex:
         else:
             obj.index.nprobe = min(nprobe, obj.index.nlist)
         return obj
+
+    @property
+    def search_params(self) -> dict[str, int]:
+        """The speed/recall knob as `from_file` takes it: {"ef_search": n} or {"nprobe": n}."""
+        if self.kind == "hnsw":
+            return {"ef_search": int(self.index.hnsw.efSearch)}
+        return {"nprobe": int(self.index.nprobe)}
+
+    def tune(
+        self, item_vectors: np.ndarray, queries: np.ndarray, k: int = 10, target_recall: float = 0.95
+    ) -> float:
+        """Set efSearch (HNSW) or nprobe (IVF) to the smallest value whose recall@k against exact
+        search on `queries` (e.g. a sample of user vectors) reaches `target_recall`; the largest
+        value tried if none does. Returns the recall reached (see `search_params` for the value)."""
+        from liverec.index import recall_vs_exact
+
+        if not 0 < target_recall <= 1:
+            raise LiverecError(f"target recall must be in (0, 1], got {target_recall}")
+        q = check_queries(queries, k, self.dim)
+        # batches of 64 queries keep the exact (64, I) score block small even for millions of items
+        truth, _ = ExactIndex(item_vectors, batch_size=64).search(q, k)
+        values = HNSW_EF_SEARCH if self.kind == "hnsw" else [n for n in IVF_NPROBE if n <= self.index.nlist]
+        for value in values:
+            if self.kind == "hnsw":
+                self.index.hnsw.efSearch = value
+            else:
+                self.index.nprobe = value
+            recall = recall_vs_exact(self.search(q, k)[0], truth)
+            if recall >= target_recall:
+                break
+        return recall
 
     def search(
         self, queries: np.ndarray, k: int, exclude: list[np.ndarray] | None = None

@@ -3,12 +3,21 @@
 The current artifact lives in one attribute; a request takes a reference to it once, so a hot swap
 (a background task that loads each newly published version and then replaces the reference) never
 changes the model under a request in flight.
+
+The recommendation endpoints are the hot path (a top-10 from an index is ~1 ms of work), so they
+avoid the framework's per-request costs that dwarf it: the JSON body is encoded directly from plain
+lists (the response models still document it in OpenAPI, but FastAPI does not re-validate what it
+did not build), the metrics middleware is plain ASGI rather than `BaseHTTPMiddleware` (which runs
+every request through an extra task and memory streams), and index searches run on the event loop
+rather than hopping to the thread pool and back when they are
+small (`runs_inline`).
 """
 
 
 import asyncio
 import contextlib
 import gc
+import json
 import time
 from pathlib import Path
 
@@ -19,7 +28,6 @@ from liverec.registry import Artifact, latest_version, load_version
 from liverec.serve.schemas import (
     EventsIn,
     EventsOut,
-    Recommendation,
     RecommendIn,
     RecommendOut,
     SimilarOut,
@@ -45,8 +53,24 @@ class ModelHolder:
         return True
 
 
-def recommend(art: Artifact, req: RecommendIn) -> RecommendOut:
-    """Top-k for one request against one artifact (no global state)."""
+# Exact search over a catalogue this small takes under a millisecond: cheaper on the event loop than
+# a round trip through the thread pool. Everything else goes to the pool: FAISS and torch release the
+# GIL while they search, so on a second core the search overlaps the loop's HTTP work (1M-item HNSW
+# at 500 req/s on 2 cores: saturated at ~430 req/s on the loop, p99 7.4 ms through the pool), and a
+# whole-catalogue model scoring (tens of ms) does not hold up every other request. (Exact search of
+# 40,981 items at 500 req/s through the pool: p99 443 ms, against 33 ms on the loop.)
+INLINE_EXACT_ITEMS = 50_000
+
+
+def runs_inline(art: Artifact, req: RecommendIn) -> bool:
+    """Whether `recommend(art, req)` is cheap enough to run on the event loop."""
+    if art.index is None or req.allow is not None:
+        return False
+    return art.manifest.get("index", "exact") == "exact" and art.index.num_items <= INLINE_EXACT_ITEMS
+
+
+def recommend(art: Artifact, req: RecommendIn) -> dict:
+    """Top-k for one request against one artifact (no global state): a `RecommendOut` as a dict."""
     items = art.items
     unknown: list[str] = []
 
@@ -64,12 +88,12 @@ def recommend(art: Artifact, req: RecommendIn) -> RecommendOut:
         fallback = "popularity"
         scores = torch.from_numpy(art.popularity.astype(np.float32)).clone()
     elif art.index is not None and allow is None:
-        exclude = [art.seen_items(uidx)] if req.exclude_seen else [np.zeros(0, np.int64)]
+        exclude = art.seen_items(uidx) if req.exclude_seen else np.zeros(0, np.int64)
         if deny is not None and deny.size:
-            exclude = [np.concatenate([exclude[0], deny])]
-        ids, sc = art.index.search(art.user_vectors[uidx : uidx + 1], req.k, exclude)
+            exclude = np.concatenate([exclude, deny])
+        ids, sc = art.index.search(art.user_vectors[uidx : uidx + 1], req.k, [exclude])
         keep = ids[0] >= 0
-        return _response(art, ids[0][keep], sc[0][keep], None, unknown)
+        return _payload(art, ids[0][keep], sc[0][keep], None, unknown)
     else:
         with torch.no_grad():
             scores = art.model.score_all(torch.tensor([uidx]))[0].float().clone()
@@ -85,18 +109,73 @@ def recommend(art: Artifact, req: RecommendIn) -> RecommendOut:
     scores[mask] = -torch.inf
     k = min(req.k, int((~mask).sum()))
     top = torch.topk(scores, k)
-    return _response(art, top.indices.numpy(), top.values.numpy(), fallback, unknown)
+    return _payload(art, top.indices.numpy(), top.values.numpy(), fallback, unknown)
 
 
-def _response(art, idx, scores, fallback, unknown) -> RecommendOut:
-    raw = art.items.decode(idx) if len(idx) else []
-    recs = [
-        Recommendation(item=str(r), score=float(s), title=art.titles.get(str(r)))
-        for r, s in zip(raw, scores, strict=True)
-    ]
-    return RecommendOut(
-        items=recs, model_version=art.version, fallback=fallback, unknown_items=unknown
-    )
+def _items(art: Artifact, idx: np.ndarray, scores: np.ndarray) -> list[dict]:
+    """`Recommendation` dicts for item indices `idx` with their scores, best first."""
+    raw = art.items.decode(idx).astype(str).tolist() if len(idx) else []
+    values = np.asarray(scores, dtype=np.float64)
+    values = values.tolist() if np.isfinite(values).all() else \
+        [v if np.isfinite(v) else None for v in values.tolist()]  # JSON has no inf (pydantic: null)
+    titles = art.titles
+    return [{"item": r, "score": v, "title": titles.get(r)} for r, v in zip(raw, values, strict=True)]
+
+
+def _payload(art: Artifact, idx, scores, fallback: str | None, unknown: list[str]) -> dict:
+    return {"items": _items(art, idx, scores), "model_version": art.version, "fallback": fallback,
+            "unknown_items": unknown}
+
+
+def json_response(payload: dict):
+    """A 200 JSON response from plain data, not re-validated (the endpoint's model documents it)."""
+    from fastapi.responses import Response
+
+    return Response(json.dumps(payload, separators=(",", ":")).encode(), media_type="application/json")
+
+
+class LimitsAndMetrics:
+    """ASGI middleware: rejects over-long bodies (413), turns crashes into a bare JSON 500 (never a
+    stack trace) and records request counts and latency per route in Prometheus metrics."""
+
+    def __init__(self, app, requests_total, latency, routes: frozenset[str]) -> None:
+        self.app, self.requests_total, self.latency, self.routes = app, requests_total, latency, routes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+        started = False
+
+        async def send_noting_status(message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = message["status"], True
+            await send(message)
+
+        size = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
+            await _send_json(send_noting_status, 413, {"detail": f"request body over {MAX_BODY_BYTES} bytes"})
+        else:
+            try:
+                await self.app(scope, receive, send_noting_status)
+            except Exception:
+                if started:  # too late for an error response: the client sees a cut connection
+                    raise
+                await _send_json(send_noting_status, 500, {"detail": "internal error"})
+        # label by route, not raw path: a scan of random URLs must not grow the metrics without bound
+        endpoint = scope["path"] if scope["path"] in self.routes else "other"
+        self.requests_total.labels(endpoint, str(status)).inc()
+        self.latency.labels(endpoint).observe(time.perf_counter() - start)
+
+
+async def _send_json(send, status: int, body: dict) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
 
 
 def create_app(
@@ -114,6 +193,7 @@ def create_app(
     swapping the served model in memory after every micro-batch instead of polling the registry.
     """
     from fastapi import Depends, FastAPI, HTTPException, Query, Request
+    from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import JSONResponse, PlainTextResponse, Response
     from prometheus_client import (
         CONTENT_TYPE_LATEST,
@@ -177,22 +257,6 @@ def create_app(
 
     app = FastAPI(title="liverec", version="1", lifespan=lifespan)
 
-    @app.middleware("http")
-    async def limits_and_metrics(request: Request, call_next):
-        start = time.perf_counter()
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
-            response = JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, 413)
-        else:
-            try:
-                response = await call_next(request)
-            except Exception:  # never a stack trace in a response
-                response = JSONResponse({"detail": "internal error"}, 500)
-        endpoint = request.url.path
-        requests_total.labels(endpoint, str(response.status_code)).inc()
-        latency.labels(endpoint).observe(time.perf_counter() - start)
-        return response
-
     def current() -> Artifact:
         art = holder.artifact
         if art is None:
@@ -219,22 +283,28 @@ def create_app(
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
+    async def answer(req: RecommendIn) -> Response:
+        art = current()
+        if runs_inline(art, req):
+            return json_response(recommend(art, req))
+        return json_response(await run_in_threadpool(recommend, art, req))
+
     @app.post("/v1/recommend", response_model=RecommendOut, responses=error_responses(400, 413, 503))
-    def recommend_post(req: RecommendIn) -> RecommendOut:
-        return recommend(current(), req)
+    async def recommend_post(req: RecommendIn) -> Response:
+        return await answer(req)
 
     @app.get("/v1/recommend", response_model=RecommendOut, responses=error_responses(503))
-    def recommend_get(
+    async def recommend_get(
         user: str = Query(..., min_length=1, max_length=256),
         k: int = Query(10, ge=1, le=1000),
         exclude_seen: bool = True,
-    ) -> RecommendOut:
-        return recommend(current(), RecommendIn(user=user, k=k, exclude_seen=exclude_seen))
+    ) -> Response:
+        return await answer(RecommendIn(user=user, k=k, exclude_seen=exclude_seen))
 
     @app.get("/v1/similar-items", response_model=SimilarOut, responses=error_responses(404, 409, 503))
     def similar_items(
         item: str = Query(..., min_length=1, max_length=256), k: int = Query(10, ge=1, le=1000)
-    ) -> SimilarOut:
+    ) -> Response:
         art = current()
         idx = int(art.items.encode([item], missing="mask")[0])
         if idx < 0:
@@ -243,8 +313,8 @@ def create_app(
             raise HTTPException(409, f"{art.manifest.get('model')} has no item embeddings")
         ids, sc = art.index.search(art.item_vectors[idx : idx + 1], k, [np.array([idx])])
         keep = ids[0] >= 0
-        out = _response(art, ids[0][keep], sc[0][keep], None, [])
-        return SimilarOut(item=item, items=out.items, model_version=art.version)
+        return json_response({"item": item, "items": _items(art, ids[0][keep], sc[0][keep]),
+                              "model_version": art.version})
 
     @app.post(
         "/v1/events", response_model=EventsOut, dependencies=[Depends(require_token)],
@@ -256,4 +326,6 @@ def create_app(
         first = offsets[0] if offsets else None
         return EventsOut(accepted=len(events), first_offset=first)
 
+    routes = frozenset(route.path for route in app.routes)
+    app.add_middleware(LimitsAndMetrics, requests_total=requests_total, latency=latency, routes=routes)
     return app
