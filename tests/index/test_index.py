@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from liverec.errors import LiverecError
-from liverec.index import build_index, recall_vs_exact
+from liverec.index import build_index, recall_per_query, recall_vs_exact
 
 faiss = pytest.importorskip("faiss")
 
@@ -104,9 +104,14 @@ def test_tune_reaches_the_target_recall_with_the_least_effort(kind):
     (name, value), = index.search_params.items()
     values = HNSW_EF_SEARCH if kind == "hnsw" else IVF_NPROBE
     assert value in values
+    def lower_bound(found):  # recall minus two standard errors of the per-query recall
+        hits, total = recall_per_query(found, truth)
+        per_query = hits / total
+        return hits.sum() / total.sum() - 2 * per_query.std() / np.sqrt(len(per_query))
+
     if value != values[-1]:
-        assert recall >= 0.97
-    if value != values[0]:  # one step less would have missed the target
+        assert lower_bound(index.search(queries, 10)[0]) >= 0.97
+    if value != values[0]:  # one step less would have missed the target (with its margin)
         smaller = values[values.index(value) - 1]
         less = build_index(kind, items, hnsw_m=8, ef_construction=40) if kind == "hnsw" else \
             build_index(kind, items)
@@ -114,7 +119,7 @@ def test_tune_reaches_the_target_recall_with_the_least_effort(kind):
             less.index.hnsw.efSearch = smaller
         else:
             less.index.nprobe = smaller
-        assert recall_vs_exact(less.search(queries, 10)[0], truth) < 0.97
+        assert lower_bound(less.search(queries, 10)[0]) < 0.97
 
 
 def test_tune_rejects_a_target_outside_0_1():

@@ -80,7 +80,7 @@ def test_expired_ids_leave_the_model_and_come_back_new(registries, tmp_path):
     art = load_version(registry)  # served versions no longer know the expired ids
     assert sorted(art.items.raw.astype(str).tolist()) == ["6", "fresh"]
     out = recommend(art, RecommendIn(user="2", k=10, exclude_seen=False))
-    assert {r.item for r in out.items} <= {"6", "fresh"}
+    assert {r["item"] for r in out["items"]} <= {"6", "fresh"}
     again = OnlineState.load(registry, OnlineConfig(expire_after=100.0))
     assert again.clock == 1500.0 and again.user_seen.tolist() == [1500.0, 1500.0]
     apply_events(again, log, [Event("0", "fresh", "click", 1.0, 1510.0)])  # "0" returns: a new row

