@@ -202,7 +202,7 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--index", default="hnsw", choices=["exact", "hnsw", "ivf"])
     p.add_argument("--hnsw-m", type=int, default=32)
-    p.add_argument("--ef-construction", type=int, default=80)
+    p.add_argument("--ef-construction", type=int, default=200)  # the library default
     p.add_argument("--rates", type=float, nargs="+", default=[100, 250, 500])
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--connections", type=int, default=64, help="most keep-alive connections the load opens")
