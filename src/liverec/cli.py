@@ -381,13 +381,7 @@ def compress(
 
     with user_errors():
         methods = parse_methods(method)
-        raw: dict[str, Any] = {}
-        for assignment in set_:
-            key, sep, value = assignment.partition("=")
-            if not sep:
-                raise LiverecError(f"--set expects name=value, got {assignment!r}")
-            raw[key.strip()] = parse_value(value)
-        options = make_config(CompressOptions, raw)
+        options = make_config(CompressOptions, _set_options(set_))
         if not (run_dir / "model.safetensors").is_file():
             raise DataNotFoundError(f"{run_dir} is not a run directory (no model.safetensors)")
         metrics = compress_run(run_dir, out, methods, options, console=None if quiet else console)
@@ -451,14 +445,14 @@ def serve(
                     host=host, port=port, log_level="warning", access_log=False)
 
 
-def _online_options(assignments: list[str]) -> dict:
-    """`--set key=value` options of the online trainer (an `online.` prefix is allowed)."""
-    options = {}
+def _set_options(assignments: list[str], prefix: str = "") -> dict[str, Any]:
+    """`--set key=value` options of one flat options dataclass (keys may carry `prefix`)."""
+    options: dict[str, Any] = {}
     for assignment in assignments:
         key, sep, value = assignment.partition("=")
         if not sep:
             raise LiverecError(f"--set expects key=value, got {assignment!r}")
-        options[key.strip().removeprefix("online.")] = parse_value(value)
+        options[key.strip().removeprefix(prefix)] = parse_value(value)
     return options
 
 
@@ -471,7 +465,7 @@ def _online_config(registry: Path, assignments: list[str]):
     from liverec.registry import latest_version
     from liverec.stream.online import ONLINE_MODELS, OnlineConfig
 
-    config = make_config(OnlineConfig, _online_options(assignments))
+    config = make_config(OnlineConfig, _set_options(assignments, "online."))
     number = latest_version(registry)
     if number is None:
         raise DataNotFoundError(f"{registry} has no published version; run `liverec export RUN --to {registry}`")
@@ -514,7 +508,7 @@ def online(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
         if start not in ("earliest", "latest"):
             raise LiverecError(f"--start must be earliest or latest, got {start!r}")
-        options = _online_options(set_)
+        options = _set_options(set_, "online.")
         for key, value in (("min_count", min_count), ("expire_after", expire_after)):
             if value is not None:
                 options[key] = value

@@ -44,7 +44,7 @@ def build_index(kind: str, item_vectors: np.ndarray, **options) -> Index:
 def recall_per_query(approx: np.ndarray, exact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(hits, total) per query: |approx top-k ∩ exact top-k| and |exact top-k| (padding -1 ignored)."""
     if approx.shape[0] != exact.shape[0]:
-        raise LiverecError("recall_vs_exact: the two result sets have different query counts")
+        raise LiverecError("recall: the two result sets have different query counts")
     hits, total = np.zeros(len(exact), dtype=np.int64), np.zeros(len(exact), dtype=np.int64)
     for q, (a, e) in enumerate(zip(approx, exact, strict=True)):  # a benchmark report, not a hot path
         truth = set(e[e >= 0].tolist())

@@ -100,7 +100,7 @@ class FaissIndex:
             else:
                 self.index.nprobe = value
             hits, total = recall_per_query(self.search(q, k)[0], truth)
-            recall = float(hits.sum() / max(total.sum(), 1))
+            recall = float(hits.sum() / total.sum()) if total.sum() else 1.0  # as recall_vs_exact
             per_query = hits / np.maximum(total, 1)
             margin = 2 * float(per_query.std()) / np.sqrt(len(per_query))
             if recall - margin >= target_recall:

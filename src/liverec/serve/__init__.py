@@ -8,9 +8,8 @@ The recommendation endpoints are the hot path (a top-10 from an index is ~1 ms o
 avoid the framework's per-request costs that dwarf it: the JSON body is encoded directly from plain
 lists (the response models still document it in OpenAPI, but FastAPI does not re-validate what it
 did not build), the metrics middleware is plain ASGI rather than `BaseHTTPMiddleware` (which runs
-every request through an extra task and memory streams), and index searches run on the event loop
-rather than hopping to the thread pool and back when they are
-small (`runs_inline`).
+every request through an extra task and memory streams), and small exact searches run on the event
+loop rather than hopping to the thread pool and back (`runs_inline`).
 """
 
 

@@ -95,7 +95,7 @@ class KafkaEventLog:
         self._producer = None
         self._consumer = None
         self._next: Position = {}
-        self._seek_to: Position | None = None
+        self._seeked = False  # a position was given: partitions it lacks start at the beginning
         self._topic_ready = False
         self.health = BrokerHealth(servers)
 
@@ -176,7 +176,7 @@ class KafkaEventLog:
             # where this consumer is, not at the group's committed offset or the first seek
             if tp.partition in self._next:
                 tp.offset = self._next[tp.partition]
-            elif self._seek_to is not None:
+            elif self._seeked:
                 tp.offset = kafka.OFFSET_BEGINNING
         consumer.assign(partitions)
         self.health.ok()
@@ -209,7 +209,7 @@ class KafkaEventLog:
         return dict(self._next)
 
     def seek(self, position: Position) -> None:
-        self._seek_to = dict(position)
+        self._seeked = True
         self._next = dict(position)
         if self._consumer is not None:
             kafka = _kafka()

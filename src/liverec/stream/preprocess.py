@@ -17,8 +17,9 @@ sessionisation.
 What the online trainer does with sessions: `max_session_events` caps the events one session
 contributes to the model (later ones are counted in `counters.filtered`). A binge or a scraper that
 stays under the per-batch rate limit by spreading out over many batches would otherwise dominate its
-user's history, and a user's one long visit would outweigh many short ones. Sequence models read
-`session`/`session_index` to cut and order their training sequences.
+user's history, and a user's one long visit would outweigh many short ones. `session` and
+`session_index` are there for sequence models to cut their training sequences by; none of the
+online models reads them yet.
 
 Dedupe and bursts look inside the batch only (a micro-batch spans the recent past), so they cost
 O(n log n) per batch and keep no state; sessions cost O(n log n + active users) per batch.
