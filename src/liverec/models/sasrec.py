@@ -44,6 +44,8 @@ class SASRecConfig:
     dropout: float = 0.2  # on the input embeddings and on each sublayer's output (and FFN hidden)
     attention_dropout: float = 0.0  # on attention weights (as the original); it roughly doubles
     # the attention cost on CPU, where it forces the (B, H, W, W) weights to be materialised
+    init: str = "xavier"  # xavier: Xavier-normal matrices (reference PyTorch SASRec); normal: N(0, 0.02²)
+    # (the SASRec+ / RecBole / GPT-2 initialisation)
 
     def __post_init__(self) -> None:
         if self.max_len < 1 or self.embedding_dim < 1 or self.num_blocks < 1 or self.num_heads < 1:
@@ -52,6 +54,8 @@ class SASRecConfig:
             raise LiverecError(
                 f"sasrec: embedding_dim={self.embedding_dim} is not divisible by num_heads={self.num_heads}"
             )
+        if self.init not in ("xavier", "normal"):
+            raise LiverecError(f"sasrec: init must be 'xavier' or 'normal', got {self.init!r}")
         for name in ("dropout", "attention_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise LiverecError(f"sasrec: {name} must be in [0, 1), got {getattr(self, name)}")
@@ -117,9 +121,11 @@ class SASRec(Recommender):
         self.reset_parameters()
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """Xavier-normal matrices (as the reference PyTorch SASRec), zero biases, unit LayerNorms."""
+        """Matrices Xavier-normal or N(0, 0.02²) (config.init), zero biases, unit LayerNorms."""
         for name, p in self.named_parameters():
-            if p.dim() > 1:
+            if p.dim() > 1 and self.config.init == "normal":
+                nn.init.normal_(p, std=0.02, generator=generator)
+            elif p.dim() > 1:
                 nn.init.xavier_normal_(p, generator=generator)
             elif name.endswith("bias"):
                 nn.init.zeros_(p)

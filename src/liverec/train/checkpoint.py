@@ -3,7 +3,7 @@
 A checkpoint folder holds `model.safetensors` (the current weights), `best.safetensors` (the best
 weights so far, when validation runs), `optimizer.safetensors` + the optimiser's JSON part, and
 `state.json` (the last finished epoch, early-stopping counters, history). The negative-sampling and
-shuffling streams are functions of (seed, epoch, rank) (see `distributed.epoch_generators`), so the
+shuffling streams are functions of (seed, epoch, step) (see `distributed.epoch_generators`), so the
 epoch number is all the sampler state there is; the torch RNG (dropout) is saved as a tensor.
 A new checkpoint is written beside the old one and swapped in with a rename, so a worker killed
 mid-write leaves the previous checkpoint intact.

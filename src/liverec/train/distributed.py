@@ -48,11 +48,44 @@ class Shard:
         return slice(n * self.rank // self.world_size, n * (self.rank + 1) // self.world_size)
 
 
-def epoch_generators(seed: int, epoch: int, shard: Shard) -> tuple[np.random.Generator, np.random.Generator]:
-    """(shuffle, negatives): the shuffle stream is the same on every rank, the negatives' is per rank."""
-    shuffle = np.random.default_rng([seed, epoch])
-    negatives = np.random.default_rng([seed, epoch, 1 + shard.rank])
-    return shuffle, negatives
+def epoch_generators(seed: int, epoch: int, shard: Shard) -> tuple[np.random.Generator, KeyedNegatives]:
+    """(shuffle, negatives) of one epoch: both the same on every rank and for any number of ranks."""
+    return np.random.default_rng([seed, epoch]), KeyedNegatives(seed, epoch)
+
+
+class KeyedNegatives:
+    """Negatives as a function of (seed, epoch, step, block of global-batch rows).
+
+    Each block of `block` rows of a global batch draws from its own generator, so row r of step s
+    gets the same negatives whatever the number of ranks, and a rank draws only the blocks its rows
+    touch (at most one partial block more than its share). One process and N processes therefore
+    train on identical (user, positive, negatives) triples: only float summation order differs.
+    """
+
+    block = 512  # rows per seeded block: small enough to split a batch over ranks, big enough to
+    # keep the per-call overhead of a sampler (~0.1 ms) far below a training step
+
+    def __init__(self, seed: int, epoch: int) -> None:
+        self.seed, self.epoch = seed, epoch
+
+    def shared(self, step: int) -> np.random.Generator:
+        """The generator of a step's negatives shared by every row (the same on every rank)."""
+        return np.random.default_rng([self.seed, self.epoch, 2, step])
+
+    def sample(
+        self, sampler, users: np.ndarray, pos: np.ndarray, n: int, step: int, rows: slice
+    ) -> np.ndarray:
+        """(len(rows), n) negatives for `rows` of the global batch whose users and positives are
+        `users`, `pos` (every row of it: in-batch samplers draw from the whole batch's positives)."""
+        first, stop = rows.start // self.block, -(-rows.stop // self.block)
+        parts = []
+        for j in range(first, stop):  # a loop over blocks of rows, not over rows
+            lo, hi = j * self.block, min((j + 1) * self.block, len(users))
+            rng = np.random.default_rng([self.seed, self.epoch, 1, step, j])
+            parts.append(sampler.sample(users[lo:hi], n, rng, pos_items=pos))
+        neg = np.concatenate(parts) if parts else np.empty((0, n), dtype=np.int64)
+        offset = first * self.block
+        return neg[rows.start - offset : rows.stop - offset]
 
 
 @dataclass(frozen=True)

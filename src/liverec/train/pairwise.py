@@ -12,7 +12,7 @@ from liverec import losses
 from liverec.data.interactions import Interactions
 from liverec.errors import LiverecError
 from liverec.models.base import Recommender
-from liverec.train.distributed import Shard, epoch_generators
+from liverec.train.distributed import KeyedNegatives, Shard, epoch_generators
 from liverec.train.trainer import TrainConfig
 
 
@@ -58,8 +58,9 @@ class PairBatches:
     sampled softmax becomes the full softmax over every item the user has not interacted with.
 
     Iterating uses `rng` for both shuffling and negatives. `for_epoch(seed, epoch)` instead draws
-    from generators derived from (seed, epoch[, rank]): resumable at any epoch, and with a `shard`
-    each rank keeps its slice of every global batch of `batch_size` rows (liverec.train.distributed).
+    from generators keyed by (seed, epoch, step, block of rows): resumable at any epoch, and with a
+    `shard` each rank keeps its slice of every global batch of `batch_size` rows and draws only its
+    rows' negatives, the same ones a single process draws for them (liverec.train.distributed).
     """
 
     def __init__(
@@ -90,18 +91,24 @@ class PairBatches:
         """The batches of `epoch` (1-based), from generators seeded by (seed, epoch, rank)."""
         return _Epoch(self, seed, epoch)
 
-    def _batches(self, shuffle: np.random.Generator, negatives: np.random.Generator):
+    def _batches(self, shuffle: np.random.Generator, negatives: np.random.Generator | KeyedNegatives):
         order = shuffle.permutation(len(self.users))  # the same on every rank
-        for start in range(0, len(order), self.batch_size):
+        for step, start in enumerate(range(0, len(order), self.batch_size)):
             global_batch = order[start : start + self.batch_size]
             if len(global_batch) < self.shard.world_size:
                 break  # some rank would get no row (and a NaN mean loss): drop this remainder
-            idx = global_batch[self.shard.rows(len(global_batch))]
-            users, pos = self.users[idx], self.items[idx]
+            rows = self.shard.rows(len(global_batch))
+            users, pos = self.users[global_batch[rows]], self.items[global_batch[rows]]
             collide = None
+            keyed = isinstance(negatives, KeyedNegatives)
             if self.shared:
-                neg = self.catalogue if self.catalogue is not None else self.sampler.sample_shared(self.n, negatives)
+                rng = negatives.shared(step) if keyed else negatives
+                neg = self.catalogue if self.catalogue is not None else self.sampler.sample_shared(self.n, rng)
                 collide = torch.from_numpy(self.sampler.shared_collisions(users, neg))
+            elif keyed:
+                neg = negatives.sample(
+                    self.sampler, self.users[global_batch], self.items[global_batch], self.n, step, rows
+                )
             else:
                 neg = self.sampler.sample(users, self.n, negatives, pos_items=pos)
             yield PairBatch(
