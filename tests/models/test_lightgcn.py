@@ -64,6 +64,30 @@ def test_gradients_reach_layer0_and_one_propagation_per_step():
     assert model.item_emb.weight.grad.abs().sum() > 0 and model.user_emb.weight.grad[3].abs().sum() == 0
 
 
+def test_scoring_without_grad_propagates_once_per_parameter_update(monkeypatch):
+    # a hard-negative sampler scores a batch in several blocks under no_grad: one propagation each step
+    model = LightGCN(LightGCNConfig(embedding_dim=4, num_layers=2), 4, 5).set_graph(small_graph())
+    model.train()
+    calls = []
+    propagate = model.propagate
+    monkeypatch.setattr(model, "propagate", lambda: calls.append(1) or propagate())
+    users, items = torch.tensor([0, 2]), torch.tensor([[1, 3], [2, 4]])
+    with torch.no_grad():
+        first = model.score(users, items)
+        assert torch.equal(model.score(users, items), first) and len(calls) == 1
+    opt = torch.optim.Adam(model.parameters(), lr=0.1, fused=True)  # fused: no version bump
+    model.score(users, items).sum().backward()
+    opt.step()
+    with torch.no_grad():
+        after = model.score(users, items)
+    assert len(calls) == 3  # the training step's own propagation, then one fresh no-grad one
+    assert not torch.equal(after, first)
+    model.load_state_dict({k: v + 1 for k, v in model.state_dict().items()})
+    with torch.no_grad():
+        model.score(users, items)
+    assert len(calls) == 4  # new weights written in place: propagated again
+
+
 def test_eval_bakes_embeddings_so_a_loaded_model_needs_no_graph():
     torch.manual_seed(0)
     model = LightGCN(LightGCNConfig(embedding_dim=4, num_layers=2), 4, 5).set_graph(small_graph())

@@ -91,12 +91,14 @@ class LightGCN(Recommender):
         self.register_buffer("item_degree", torch.zeros(num_items))
         self.adjacency_: torch.Tensor | None = None  # Â, set by set_graph
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None  # this step's propagation
+        self._frozen: tuple | None = None  # (update key, propagation without grad)
+        self._backwards = 0  # backward passes through a training propagation
         self.reset_parameters()
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         nn.init.normal_(self.user_emb.weight, 0.0, self.config.init_std, generator=generator)
         nn.init.normal_(self.item_emb.weight, 0.0, self.config.init_std, generator=generator)
-        self._cache = None
+        self._cache = self._frozen = None
         self._refresh()
 
     def set_graph(self, train: sp.spmatrix) -> LightGCN:
@@ -110,7 +112,7 @@ class LightGCN(Recommender):
         self.adjacency_ = normalized_adjacency(binary)
         self.user_degree.copy_(torch.from_numpy(np.asarray(binary.sum(axis=1)).ravel()))
         self.item_degree.copy_(torch.from_numpy(np.asarray(binary.sum(axis=0)).ravel()))
-        self._cache = None
+        self._cache = self._frozen = None
         self._refresh()
         return self
 
@@ -136,7 +138,13 @@ class LightGCN(Recommender):
         if not self.training:
             return self.final_user, self.final_item
         if not torch.is_grad_enabled():  # e.g. a hard-negative sampler scoring candidates
-            return self.propagate()
+            # once per parameter update, however many calls (a sampler scores a batch in blocks).
+            # Updates are seen as a backward pass through the propagation (`_backwards`; fused Adam
+            # does not bump version counters) or an in-place write such as load_state_dict (versions)
+            version = (self._backwards, self.user_emb.weight._version, self.item_emb.weight._version)
+            if self._frozen is None or self._frozen[0] != version:
+                self._frozen = (version, self.propagate())
+            return self._frozen[1]
         if self._cache is None:
             users, items = self.propagate()
             self._cache = (users, items)
@@ -147,6 +155,7 @@ class LightGCN(Recommender):
 
     def _drop_cache(self, grad: torch.Tensor) -> None:
         self._cache = None
+        self._backwards += 1
 
     @torch.no_grad()
     def _refresh(self) -> None:
@@ -157,7 +166,7 @@ class LightGCN(Recommender):
     def train(self, mode: bool = True) -> LightGCN:
         if not mode and self.training and self.adjacency_ is not None:
             self._refresh()  # leaving training: bake the propagation into the buffers
-        self._cache = None
+        self._cache = self._frozen = None
         return super().train(mode)
 
     def _fallback(self, scores, users, items=None) -> torch.Tensor:
