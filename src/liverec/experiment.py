@@ -112,16 +112,16 @@ def fit_model(
         model.set_graph(train_csr)  # every rank holds the whole graph (propagation needs it)
     trainer = Trainer(cfg.train, history_path, console, checkpoint_dir, dist)
     if model.sequential:  # next-item prediction over each user's time-ordered training items
-        if dist.distributed:
-            raise LiverecError(f"{cfg.model} trains in one process for now; run it without --nproc")
         rng = np.random.default_rng(cfg.seed)
-        sequence_batches = make_sequence_batches(model, ds.train, train_csr, cfg.train, rng, device)
+        sequence_batches = make_sequence_batches(
+            model, ds.train, train_csr, cfg.train, rng, device, shard=dist.shard
+        )
 
         def step(m, b):
             return sequence_loss(m, b, cfg.train)
 
         def batches(epoch):
-            return sequence_batches
+            return sequence_batches.for_epoch(cfg.seed, epoch)
     else:
         sampler = make_sampler(cfg.train, train_csr, model)
         pair_batches = PairBatches(

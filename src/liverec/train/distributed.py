@@ -8,9 +8,13 @@ from the environment torchrun sets; without them everything runs in one process.
 How the work is split (global batch B = `train.batch_size`, W ranks):
 - every rank draws the same permutation of the epoch's positives from (seed, epoch) and cuts it into
   the same global batches; rank r takes slice r of each global batch (`Shard.rows`);
-- each rank samples the negatives of its own rows from a generator seeded by (seed, epoch, rank):
-  no rank repeats another's work, and the stream does not depend on what happened before the epoch,
-  so a run resumed from a checkpoint (even with another W) continues with the same shuffles;
+- each rank samples the negatives of its own rows from generators keyed by (seed, epoch, step,
+  block of rows) (`KeyedNegatives`): no rank repeats another's work (beyond one partial block), a
+  row gets the same negatives for any W, so W processes train on the triples one process would,
+  and the stream does not depend on what happened before the epoch, so a run resumed from a
+  checkpoint (even with another W) continues with the same shuffles and negatives;
+- sequence models (SASRec) split each global batch of user rows the same way; their negatives
+  (sampled losses) are drawn per (seed, epoch, step, rank);
 - DistributedDataParallel averages the gradients of the per-rank mean losses, which is the gradient
   of the mean loss over the global batch: one step of W ranks is one step of one process with batch
   B, so `train.lr` needs no rescaling. Slices of a global batch differ by at most one row (the last,

@@ -8,6 +8,7 @@ the users, as in SASRec.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ from liverec.data.interactions import Interactions
 from liverec.data.sequences import PAD, user_sequences
 from liverec.errors import LiverecError
 from liverec.models.base import Recommender
+from liverec.train.distributed import Shard
 from liverec.train.pairwise import score_loss
 from liverec.train.trainer import TrainConfig
 
@@ -65,8 +67,13 @@ class SequenceBatches:
 
     def __init__(
         self, train: Interactions, max_len: int, sampler, cfg: TrainConfig,
-        rng: np.random.Generator, device: torch.device,
+        rng: np.random.Generator, device: torch.device, shard: Shard = Shard(),
     ) -> None:
+        if cfg.batch_size < shard.world_size:
+            raise LiverecError(
+                f"train.batch_size={cfg.batch_size} is the global batch: it must be >= the number of "
+                f"processes ({shard.world_size})"
+            )
         self.indptr, self.items = user_sequences(train)  # ragged, time-ordered
         lengths = np.diff(self.indptr)
         self.users = np.flatnonzero(lengths >= 2)  # users with at least one (input, target) pair
@@ -74,9 +81,21 @@ class SequenceBatches:
             raise LiverecError("no user has two training events: a sequence model has nothing to learn")
         self.lengths, self.span = lengths[self.users], max_len + 1
         self.sampler, self.cfg, self.rng, self.device = sampler, cfg, rng, device
+        self.shard, self.neg_rng = shard, rng
 
     def __len__(self) -> int:
-        return -(-self.users.size // self.cfg.batch_size)
+        steps = -(-self.users.size // self.cfg.batch_size)
+        last = self.users.size - (steps - 1) * self.cfg.batch_size
+        return steps - 1 if last < self.shard.world_size else steps  # see __iter__
+
+    def for_epoch(self, seed: int, epoch: int) -> SequenceBatches:
+        """This epoch's batches from generators keyed by (seed, epoch): the same windows and batches
+        on every rank (each takes its slice of every global batch), resumable at any epoch; the
+        negatives of sampled losses come from (seed, epoch, rank)."""
+        epoch_batches = copy.copy(self)  # shares the arrays; only the generators differ
+        epoch_batches.rng = np.random.default_rng([seed, epoch])
+        epoch_batches.neg_rng = np.random.default_rng([seed, epoch, 3, self.shard.rank])
+        return epoch_batches
 
     def _windows(self) -> np.ndarray:
         """(users, L+1) this epoch's row per user, left-padded with PAD: the latest L+1 training
@@ -94,6 +113,9 @@ class SequenceBatches:
     def __iter__(self):
         windows = self._windows()
         for rows in self._batches(windows):
+            if len(rows) < self.shard.world_size:
+                continue  # some rank would get no row: every rank skips this (last, tiny) batch
+            rows = rows[self.shard.rows(len(rows))]  # this rank's slice of the global batch
             w = windows[rows]  # (B, L+1)
             real_input = w[:, :-1] != PAD
             first = int(np.argmax(real_input.any(0)))  # columns before are padding in every row
@@ -120,14 +142,14 @@ class SequenceBatches:
         if self.cfg.loss == "ce":
             return None
         if self.cfg.shared_negatives:
-            return torch.from_numpy(self.sampler.sample_shared(self.cfg.num_negatives, self.rng))
+            return torch.from_numpy(self.sampler.sample_shared(self.cfg.num_negatives, self.neg_rng))
         owner = np.repeat(users, (targets >= 0).sum(1))  # (T,) row-major, as the loss reads targets
-        return torch.from_numpy(self.sampler.sample(owner, self.cfg.num_negatives, self.rng))
+        return torch.from_numpy(self.sampler.sample(owner, self.cfg.num_negatives, self.neg_rng))
 
 
 def make_sequence_batches(
     model: Recommender, train: Interactions, train_csr: sp.csr_matrix, cfg: TrainConfig,
-    rng: np.random.Generator, device: torch.device,
+    rng: np.random.Generator, device: torch.device, shard: Shard = Shard(),
 ) -> SequenceBatches:
     """Batches for `model` (its config's max_len) with the sampler named by `cfg`."""
     from liverec import sampling
@@ -137,7 +159,7 @@ def make_sequence_batches(
         sampler = sampling.PopularitySampler(train_csr, alpha=cfg.sampler_alpha)
     else:
         sampler = sampling.UniformSampler(train_csr)
-    return SequenceBatches(train, model.config.max_len, sampler, cfg, rng, device)
+    return SequenceBatches(train, model.config.max_len, sampler, cfg, rng, device, shard)
 
 
 def sequence_loss(model: Recommender, batch: SequenceBatch, cfg: TrainConfig) -> torch.Tensor:
