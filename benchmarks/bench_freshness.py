@@ -1,9 +1,10 @@
 """Live learning: online trainer throughput and event-to-recommendation freshness.
 
     python benchmarks/bench_freshness.py [--data ml-100k] [--trials 50] [--events 200000] [--kafka]
-                                         [--in-process] [--skip-throughput]
+                                         [--in-process] [--skip-throughput] [--skip-freshness]
+                                         [--model mf|ials|lightgcn]
 
-1. Throughput: a registry holding MF trained on the data (d=64); a SQLite log pre-filled with
+1. Throughput: a registry holding the model trained on the data (d=64); a SQLite log pre-filled with
    `--events` synthetic events over the data's users and items (5% new users, 2% new items, a mix of
    views, clicks, purchases and ratings, 1% malformed). `OnlineTrainer` consumes it all
    (poll + validate + apply + publish after every micro-batch); events/s is reported, and the same for
@@ -42,13 +43,20 @@ CLI = [sys.executable, "-c", "from liverec.cli import app; app()"]
 TYPES = np.array(["view", "click", "purchase", "rating"])
 
 
-def make_registry(data: str, root: Path) -> Path:
-    cfg = RunConfig(model="mf", data=data, params={"embedding_dim": 64},
+MODEL_PARAMS = {  # what the registry holds (d = 64 each); lightgcn continues online as the MF of its vectors
+    "mf": {"embedding_dim": 64},
+    "ials": {"embedding_dim": 64, "epochs": 8, "cg_steps": 3},
+    "lightgcn": {"embedding_dim": 64, "num_layers": 3},
+}
+
+
+def make_registry(data: str, root: Path, model: str = "mf") -> Path:
+    cfg = RunConfig(model=model, data=data, params=MODEL_PARAMS[model],
                     train=TrainConfig(epochs=5, batch_size=2048, lr=5e-3, progress=False))
     t0 = time.perf_counter()
-    train_run(cfg, root / "mf")
-    publish(root / "mf", root / "registry")
-    print(f"trained + exported MF d=64 on {data} in {time.perf_counter() - t0:.1f}s", flush=True)
+    train_run(cfg, root / model)
+    publish(root / model, root / "registry")
+    print(f"trained + exported {model} d=64 on {data} in {time.perf_counter() - t0:.1f}s", flush=True)
     return root / "registry"
 
 
@@ -178,16 +186,20 @@ def main() -> None:
     parser.add_argument("--in-process", action="store_true",
                         help="also measure freshness with the trainer inside the server (serve --online)")
     parser.add_argument("--skip-throughput", action="store_true", help="measure freshness only")
+    parser.add_argument("--model", default="mf", choices=list(MODEL_PARAMS))
+    parser.add_argument("--skip-freshness", action="store_true", help="measure throughput only")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-fresh-"))
     try:
-        registry = make_registry(args.data, root)
+        registry = make_registry(args.data, root, args.model)
         if not args.skip_throughput:
             print("online trainer throughput (1 process, OMP_NUM_THREADS="
                   f"{os.environ.get('OMP_NUM_THREADS', 'unset')}):", flush=True)
         for batch_size, cg_steps in () if args.skip_throughput else (
                 (10_000, 3), (50_000, 3), (100_000, 2), (50_000, 0)):
             throughput(registry, root, args.events, cg_steps, batch_size)
+        if args.skip_freshness:
+            return
         print("freshness through the HTTP API:", flush=True)
         freshness(registry, root, f"sqlite://{root / 'fresh.sqlite'}", args.trials, "sqlite")
         if args.in_process:

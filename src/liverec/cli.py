@@ -463,15 +463,17 @@ def _online_config(registry: Path, assignments: list[str]):
 
     from liverec.models.base import make_config
     from liverec.registry import latest_version
-    from liverec.stream.online import ONLINE_MODELS, OnlineConfig
+    from liverec.stream.online import AS_FACTOR_MODEL, ONLINE_MODELS, OnlineConfig
 
     config = make_config(OnlineConfig, _set_options(assignments, "online."))
     number = latest_version(registry)
     if number is None:
         raise DataNotFoundError(f"{registry} has no published version; run `liverec export RUN --to {registry}`")
     model = json.loads((registry / "versions" / str(number) / "manifest.json").read_text())["model"]
-    if model not in ONLINE_MODELS:
-        raise LiverecError(f"--online learns {list(ONLINE_MODELS)}, and {registry} serves {model!r}")
+    if model not in ONLINE_MODELS + AS_FACTOR_MODEL:
+        raise LiverecError(
+            f"--online learns {list(ONLINE_MODELS + AS_FACTOR_MODEL)}, and {registry} serves {model!r}"
+        )
     return config
 
 

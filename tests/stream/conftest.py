@@ -80,12 +80,13 @@ def own_kafka_broker():
 
 @pytest.fixture(scope="session")
 def registries(tmp_path_factory, small_events):
-    """Registries with one exported version each of small MF, iALS and EASE runs."""
+    """Registries with one exported version each of small MF, iALS, EASE, LightGCN and SASRec runs."""
     root = tmp_path_factory.mktemp("online")
     data, rows = small_events
     out = {}
     for name, params in (("mf", {"embedding_dim": 8}), ("ials", {"embedding_dim": 8, "epochs": 3}),
-                         ("ease", {"l2": 10.0})):
+                         ("ease", {"l2": 10.0}), ("lightgcn", {"embedding_dim": 8}),
+                         ("sasrec", {"max_len": 8, "embedding_dim": 8, "num_blocks": 1})):
         cfg = RunConfig(model=name, data=str(data), params=params, train=TrainConfig(epochs=2, progress=False))
         train_run(cfg, root / name)
         publish(root / name, root / f"registry-{name}")

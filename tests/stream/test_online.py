@@ -81,9 +81,29 @@ def test_events_change_vectors_and_grow_ids_and_round_trip(registries, tmp_path)
     assert np.isclose(again.history.sum() - load_version(registries["mf"]).seen.sum(), 1 + 3 + 1 + 0.5)
 
 
-def test_only_mf_and_ials(registries):
-    with pytest.raises(LiverecError, match="supports"):
-        OnlineState.load(registries["ease"], OnlineConfig())
+@pytest.mark.parametrize("name", ["ease", "sasrec"])
+def test_models_without_factors_are_refused(registries, name):
+    with pytest.raises(LiverecError, match="needs a factor model"):
+        OnlineState.load(registries[name], OnlineConfig())
+
+
+def test_lightgcn_continues_as_the_factor_model_it_serves(registries, tmp_path):
+    registry = fresh(registries, "lightgcn", tmp_path)
+    original = load_version(registry)
+    state = OnlineState.load(registry, OnlineConfig())
+    state.publish(registry)  # no events yet: the same vectors, so the same scores
+    art = load_version(registry)
+    assert art.manifest["model"] == "mf" and art.manifest["derived_from"] == "lightgcn"
+    users = torch.arange(len(art.users))
+    warm = original.model.item_degree > 0  # cold items: LightGCN ranks them last, MF scores them 0
+    torch.testing.assert_close(art.model.score_all(users)[:, warm], original.model.score_all(users)[:, warm])
+    log = SQLiteEventLog(tmp_path / "e.db")
+    user0, item3, item1 = art.users.decode([0])[0], *art.items.decode([3, 1])
+    log.append([Event(str(user0), str(item3), "purchase"), Event("newbie", str(item1))])
+    OnlineTrainer(OnlineState.load(registry, OnlineConfig()), log, registry).run(idle_exit=0.05)
+    after = load_version(registry)
+    assert after.manifest["derived_from"] == "lightgcn" and len(after.users) == len(art.users) + 1
+    assert not np.allclose(after.user_vectors[0], art.user_vectors[0])
 
 
 def run_online(registry: Path, db: Path, *extra: str) -> subprocess.Popen:

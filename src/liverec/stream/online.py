@@ -1,4 +1,5 @@
-"""Incremental updates of a factor model (MF or iALS) from micro-batches of events.
+"""Incremental updates of a factor model (MF or iALS; LightGCN and GMF continue as the MF of the
+vectors they serve) from micro-batches of events.
 
 Per micro-batch, all as array operations:
  1. events -> confidence (type weight × value) and row indices; unseen users/items get new rows;
@@ -38,6 +39,7 @@ import torch
 
 from liverec.data.vocab import IdVocab
 from liverec.errors import LiverecError
+from liverec.models import build_model
 from liverec.registry import commit_partial, latest_version, load_version, new_partial, prune
 from liverec.stream.foldin import Rows, RowSums, solve_rows
 from liverec.stream.ids import GrowableIds, KeyTable, admit, pending_table
@@ -45,7 +47,8 @@ from liverec.stream.log import Position
 from liverec.stream.preprocess import Sessions
 from liverec.stream.schema import EventBatch
 
-ONLINE_MODELS = ("mf", "ials")
+ONLINE_MODELS = ("mf", "ials")  # learned natively
+AS_FACTOR_MODEL = ("lightgcn", "neumf")  # continue as the MF of their served vectors (neumf: gmf only)
 
 
 @dataclass
@@ -120,10 +123,12 @@ class OnlineState:
     def __init__(self, folder: Path, config: OnlineConfig) -> None:
         art = load_version(folder.parent.parent, int(folder.name))
         name = art.manifest["model"]
-        if name not in ONLINE_MODELS:
-            raise LiverecError(f"online learning supports {list(ONLINE_MODELS)}, not {name!r}")
         self.config, self.model_name = config, name
         self.run_config = json.loads((folder / "config.json").read_text())
+        self.derived_from = art.manifest.get("derived_from")
+        if name not in ONLINE_MODELS:
+            self._as_factor_model(art)  # raises for models without user and item vectors
+            name = "mf"
         self.base_metrics = json.loads((folder / "metrics.json").read_text())
         self.titles, self.data = art.titles, art.manifest.get("data")
         self.users, self.items = GrowableIds(art.users), GrowableIds(art.items)
@@ -161,6 +166,29 @@ class OnlineState:
         self.user_sums, self.item_sums = RowSums.of(self.P, self.user_bias), RowSums.of(self.Q, self.item_bias)
         self.gen = torch.Generator().manual_seed(config.seed + self.counters.batches)
         self.rng = np.random.default_rng([config.seed, self.counters.batches])
+
+    def _as_factor_model(self, art) -> None:
+        """A dot-product model other than MF/iALS (LightGCN's propagated embeddings, GMF's p ⊙ h and
+        q) continues online as the factor model it serves: the same user and item vectors, hence the
+        same scores, published as `mf` without biases (manifest `derived_from`). Re-propagating a
+        graph per micro-batch would cost O(nnz·D); the fold-in costs the touched histories only."""
+        name = self.model_name
+        if art.user_vectors is None or art.item_vectors is None or art.model.sequential:
+            raise LiverecError(
+                f"online learning needs a factor model: {', '.join(ONLINE_MODELS)} or a model that "
+                f"serves user and item vectors (lightgcn, neumf variant gmf); {name!r} does not"
+            )
+        users, items = np.array(art.user_vectors), np.array(art.item_vectors)
+        for vectors, buffer in ((users, "user_degree"), (items, "item_degree")):
+            if hasattr(art.model, buffer):  # rows without training edges hold random layer-0 noise
+                vectors[getattr(art.model, buffer).cpu().numpy() == 0] = 0.0
+        state = {"user_emb.weight": torch.from_numpy(users), "item_emb.weight": torch.from_numpy(items)}
+        art.model = build_model("mf", {"embedding_dim": users.shape[1], "use_bias": False},
+                                len(users), len(items))
+        art.model.load_state_dict(state)
+        self.run_config = {**self.run_config, "model": "mf",
+                           "params": {"embedding_dim": users.shape[1], "use_bias": False}}
+        self.derived_from, self.model_name = name, "mf"
 
     def _load_online(self, folder: Path) -> None:
         if not (folder / "online.json").is_file():
@@ -408,6 +436,7 @@ class OnlineState:
     def manifest(self, users: int, items: int) -> dict:
         return {
             "model": self.model_name, "data": self.data, "index": "exact", "online": True,
+            **({"derived_from": self.derived_from} if self.derived_from else {}),
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "users": users, "items": items, "events_applied": self.counters.applied,
         }
