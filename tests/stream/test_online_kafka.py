@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from liverec.registry import latest_version
-from liverec.serve.process import CLI, stop
+from liverec.serve.process import CLI, free_port, stop
 from liverec.stream import Event, open_log
 from liverec.stream.online import OnlineConfig, OnlineState
 from liverec.stream.trainer import OnlineTrainer
@@ -102,3 +102,34 @@ def test_the_trainer_survives_a_paused_broker(own_kafka_broker, registries, tmp_
     final = OnlineState.load(registry, OnlineConfig())
     assert final.counters.applied == 35
     assert np.isclose(final.history.sum() - base, 20 + 15 * 3)  # each event once: no rewind after the rebalance
+
+
+def test_the_trainer_waits_for_a_broker_started_after_it(registries, tmp_path, start_broker):
+    """`liverec online` started while its broker is down: one line saying so, no crash, and the
+    events are applied once the broker is up."""
+    pytest.importorskip("confluent_kafka", reason="confluent-kafka not installed (liverec[kafka])")
+    registry = tmp_path / "registry"
+    shutil.copytree(registries["mf"], registry)
+    port = free_port()
+    url = f"kafka://127.0.0.1:{port}/events"
+    output = tmp_path / "trainer.log"
+    with output.open("wb") as out:
+        trainer = subprocess.Popen(CLI + ["online", str(registry), "--log", url, "--set", "publish_ms=0"],
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "unreachable" not in output.read_text():  # it noticed, and is still running
+            assert trainer.poll() is None, output.read_text()[-3000:]
+            assert time.monotonic() < deadline, output.read_text()[-3000:]
+            time.sleep(0.2)
+        time.sleep(3)  # several more failed attempts: still one line
+        start_broker(port)
+        producer = open_log(url)
+        producer.append([Event(f"w{u % 4}", str(u % 6), "click") for u in range(12)])
+        producer.close()
+        wait_applied(registry, 12, trainer, timeout=90)
+    finally:
+        stop(trainer)
+    text = output.read_text()
+    assert trainer.returncode == 0 and "Traceback" not in text, text[-3000:]
+    assert text.count("unreachable") == 1 and text.count("reachable again") == 1, text[-3000:]

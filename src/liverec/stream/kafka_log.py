@@ -101,15 +101,20 @@ class KafkaEventLog:
 
     # ---- producer ---------------------------------------------------------------------------
 
-    def ensure_topic(self) -> None:
-        """Create the topic if the broker does not have it yet."""
+    def ensure_topic(self, timeout: float = 30.0) -> None:
+        """Create the topic if the broker does not have it yet; a broker that does not answer
+        within `timeout` s is a LiverecError (one line, no traceback)."""
         if self._topic_ready:
             return
         kafka = _kafka()
         from confluent_kafka.admin import AdminClient, NewTopic
 
         admin = AdminClient(self._client_options())
-        meta = admin.list_topics(timeout=30)
+        try:
+            meta = admin.list_topics(timeout=timeout)
+        except kafka.KafkaException as e:
+            self.health.failed(e)
+            raise LiverecError(f"kafka: broker {self.servers} did not answer within {timeout:g} s ({e})") from None
         for name in (self.topic, f"{self.topic}.dead-letters"):
             if name in meta.topics:
                 continue
@@ -159,10 +164,18 @@ class KafkaEventLog:
 
     # ---- consumer ---------------------------------------------------------------------------
 
-    def _consumer_ready(self):
+    def _consumer_ready(self, retry_after: float | None = None):
+        """The consumer, created on first use. With `retry_after`, a broker that is down (e.g. not
+        started yet) gives None after that many seconds instead of an error, so a trainer started
+        before its broker waits for it (one log line) and still sees its stop signal."""
         if self._consumer is None:
             kafka = _kafka()
-            self.ensure_topic()
+            try:
+                self.ensure_topic(30.0 if retry_after is None else max(retry_after, 1.0))
+            except LiverecError:
+                if retry_after is None:
+                    raise
+                return None
             self._consumer = kafka.Consumer({
                 **self._client_options(), "group.id": self.group, **_CONSUMER_OPTIONS,
             })
@@ -183,8 +196,8 @@ class KafkaEventLog:
         log.info("kafka: assigned partitions %s of %s", [tp.partition for tp in partitions], self.topic)
 
     def poll(self, max_events: int, timeout: float) -> tuple[EventBatch, np.ndarray]:
-        consumer = self._consumer_ready()
-        messages = consumer.consume(num_messages=max_events, timeout=timeout)
+        consumer = self._consumer_ready(retry_after=timeout)
+        messages = [] if consumer is None else consumer.consume(num_messages=max_events, timeout=timeout)
         good = []
         for m in messages:  # errors are rare, per-connection notices; the batch itself is kept
             if m.error() is None:
@@ -222,8 +235,11 @@ class KafkaEventLog:
         offsets = [kafka.TopicPartition(self.topic, p, o) for p, o in sorted(position.items())]
         if not offsets:
             return
+        consumer = self._consumer_ready(retry_after=1.0)
+        if consumer is None:
+            return  # broker down: the next publish reports progress again
         try:
-            self._consumer_ready().commit(offsets=offsets, asynchronous=False)
+            consumer.commit(offsets=offsets, asynchronous=False)
         except kafka.KafkaException as e:  # progress report only: the registry holds the truth
             self.health.failed(e)
         else:
