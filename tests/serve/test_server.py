@@ -35,6 +35,38 @@ def test_recommend_known_user_excludes_seen(server):
     assert [x["item"] for x in post["items"]] == items
 
 
+def test_concurrent_requests_searched_together_answer_as_alone(server):
+    # requests arriving together are searched as one batch on the event loop (LoopBatcher): each
+    # must still get its own user, k, exclusion and fallback
+    import asyncio
+
+    base, _, _, rows = server
+    asks = [{"user": str(u % 30), "k": 3 + u % 5, "exclude_seen": u % 3 != 0} for u in range(40)]
+    asks += [{"user": "nobody-" + str(u), "k": 4} for u in range(3)]
+    alone = [httpx.get(base + "/v1/recommend", params=a).json() for a in asks]
+
+    async def together():
+        async with httpx.AsyncClient(base_url=base) as client:
+            return await asyncio.gather(*(client.get("/v1/recommend", params=a) for a in asks))
+
+    answers = asyncio.run(together())
+    assert all(r.status_code == 200 for r in answers)
+    metrics = httpx.get(base + "/metrics").text
+    count = float(next(line.split()[-1] for line in metrics.splitlines()
+                       if line.startswith("liverec_inline_batch_requests_count")))
+    total = float(next(line.split()[-1] for line in metrics.splitlines()
+                       if line.startswith("liverec_inline_batch_requests_sum")))
+    assert total > count  # some flush answered more than one request
+    for r, a in zip(answers, alone, strict=True):  # the same items; scores to float32 rounding
+        assert [x["item"] for x in r.json()["items"]] == [x["item"] for x in a["items"]]
+        assert [x["score"] for x in r.json()["items"]] == pytest.approx([x["score"] for x in a["items"]], rel=1e-5)
+    assert [r.json()["fallback"] for r in answers][-3:] == ["popularity"] * 3
+    for ask, body in zip(asks[:40], alone[:40], strict=True):
+        assert len(body["items"]) == ask["k"]
+        if ask["exclude_seen"]:
+            assert not {x["item"] for x in body["items"]} & seen_of(rows, int(ask["user"]))
+
+
 def test_allow_deny_and_unknown_items(server):
     base, _, _, rows = server
     unseen = sorted({str(i) for _, i, _ in rows} - seen_of(rows, 1))
