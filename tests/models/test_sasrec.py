@@ -34,9 +34,10 @@ def ids(items: list[int], width: int = MAX_LEN) -> torch.Tensor:
     return row
 
 
+@pytest.mark.parametrize("norm", ["pre", "query"])
 @torch.no_grad()
-def test_causal_mask_no_future_leakage() -> None:
-    m = model()
+def test_causal_mask_no_future_leakage(norm: str) -> None:
+    m = model(norm=norm)
     seq = ids([3, 7, 1, 9, 4, 2, 8, 5])
     changed = seq.clone()
     changed[0, 5:] = torch.tensor([20, 21, 22]) + 1  # rewrite the last three items
@@ -45,9 +46,10 @@ def test_causal_mask_no_future_leakage() -> None:
     assert not torch.allclose(a[:, 5:], b[:, 5:])  # the rewritten positions do change
 
 
+@pytest.mark.parametrize("norm", ["pre", "query"])
 @torch.no_grad()
-def test_left_padding_does_not_change_outputs() -> None:
-    m = model()
+def test_left_padding_does_not_change_outputs(norm: str) -> None:
+    m = model(norm=norm)
     items = [3, 7, 1, 9]
     reference = m.encode(ids(items, width=4))  # no padding at all
     for width in (5, MAX_LEN):

@@ -5,9 +5,9 @@
     h_t    = LN(x⁽ᴮ⁾_t)                              the state after reading s_1..s_t
     score(t, i) = h_t · E[i]                         shared item embeddings as the output layer
 
-Position t of h predicts item s_{t+1}; a user is represented by h at their latest item. Pre-norm
-blocks (LN before each sublayer) replace the original's normalised-query residual: the same
-parameters, and they train stably without warm-up.
+Position t of h predicts item s_{t+1}; a user is represented by h at their latest item. Blocks
+are pre-norm (LN before each sublayer) by default; `norm = "query"` is the original's
+normalised-query residual (same parameters, see `Block`).
 
 Inputs are left-padded (B, W) tensors of *model ids*: item index + 1, with 0 as padding. Positions
 count back from the right edge (the latest item always gets P[L-1]) and padded keys are masked,
@@ -44,6 +44,7 @@ class SASRecConfig:
     dropout: float = 0.2  # on the input embeddings and on each sublayer's output (and FFN hidden)
     attention_dropout: float = 0.0  # on attention weights (as the original); it roughly doubles
     # the attention cost on CPU, where it forces the (B, H, W, W) weights to be materialised
+    norm: str = "pre"  # pre: pre-norm blocks; query: the original's normalised-query residual
     init: str = "xavier"  # xavier: Xavier-normal matrices (reference PyTorch SASRec); normal: N(0, 0.02²)
     # (the SASRec+ / RecBole / GPT-2 initialisation)
 
@@ -54,6 +55,8 @@ class SASRecConfig:
             raise LiverecError(
                 f"sasrec: embedding_dim={self.embedding_dim} is not divisible by num_heads={self.num_heads}"
             )
+        if self.norm not in ("pre", "query"):
+            raise LiverecError(f"sasrec: norm must be 'pre' or 'query', got {self.norm!r}")
         if self.init not in ("xavier", "normal"):
             raise LiverecError(f"sasrec: init must be 'xavier' or 'normal', got {self.init!r}")
         for name in ("dropout", "attention_dropout"):
@@ -70,10 +73,18 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)  # queries, keys and values in one matmul
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, W, D), mask (B, 1, W, W) bool (True = may attend) -> (B, W, D)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, W, D) queries, `source` (B, W, D) keys and values (default x), mask (B, 1, W, W)
+        bool (True = may attend) -> (B, W, D)."""
         b, w, d = x.shape
-        q, k, v = self.qkv(x).view(b, w, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if source is None:
+            q, k, v = self.qkv(x).view(b, w, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        else:
+            w_q, w_kv = self.qkv.weight.split([d, 2 * d])
+            b_q, b_kv = self.qkv.bias.split([d, 2 * d])
+            q = F.linear(x, w_q, b_q).view(b, w, self.heads, d // self.heads).transpose(1, 2)
+            kv = F.linear(source, w_kv, b_kv).view(b, w, 2, self.heads, d // self.heads)
+            k, v = kv.permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(  # (B, H, W, D/H)
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
         )
@@ -81,10 +92,13 @@ class CausalSelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + Attn(LN(x)), then x + FFN(LN(x)) (ReLU, width D as in SASRec)."""
+    """Transformer block, FFN with ReLU and width D as in SASRec. norm = "pre": x + Attn(LN(x)), then
+    x + FFN(LN(x)). norm = "query", the original SASRec's: q = LN(x); x = q + Attn(q, keys and
+    values from x); then x = LN(x) + FFN(LN(x))."""
 
-    def __init__(self, dim: int, heads: int, dropout: float, attention_dropout: float) -> None:
+    def __init__(self, dim: int, heads: int, dropout: float, attention_dropout: float, norm: str = "pre") -> None:
         super().__init__()
+        self.norm = norm
         self.ln_attn = nn.LayerNorm(dim)
         self.attn = CausalSelfAttention(dim, heads, attention_dropout)
         self.ln_ffn = nn.LayerNorm(dim)
@@ -94,6 +108,10 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.norm == "query":
+            q = self.ln_attn(x)
+            x = self.ln_ffn(q + self.drop(self.attn(q, mask, source=x)))
+            return x + self.ffn(x)
         x = x + self.drop(self.attn(self.ln_attn(x), mask))
         return x + self.ffn(self.ln_ffn(x))
 
@@ -111,7 +129,7 @@ class SASRec(Recommender):
         self.pos_emb = nn.Embedding(config.max_len, d)  # P: (L, D), P[L-1] = the latest item
         self.emb_drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
-            Block(d, config.num_heads, config.dropout, config.attention_dropout)
+            Block(d, config.num_heads, config.dropout, config.attention_dropout, config.norm)
             for _ in range(config.num_blocks)
         )
         self.ln_out = nn.LayerNorm(d)
