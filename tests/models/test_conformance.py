@@ -28,6 +28,7 @@ PARAMS: dict[str, dict] = {
     "lightgcn": {"embedding_dim": 16, "num_layers": 2},
     "gfcf": {"num_factors": 8},
     "sasrec": {"max_len": 8, "embedding_dim": 16, "dropout": 0.1},
+    "gen": {"max_len": 8, "embedding_dim": 16, "num_heads": 2},
 }
 EXTRA_CASES = [
     ("mf", {"embedding_dim": 16, "use_bias": False}),
@@ -36,6 +37,8 @@ EXTRA_CASES = [
     ("ials", {"embedding_dim": 8, "epochs": 8, "l2": 0.01, "cg_steps": 3}),
     ("ease", {"l2": 50.0, "dtype": "float64"}),
     ("sasrec", {"max_len": 4, "embedding_dim": 16, "num_blocks": 1, "num_heads": 2}),
+    ("sasrec", {"max_len": 8, "embedding_dim": 16, "norm": "query", "init": "normal"}),
+    ("gen", {"max_len": 4, "embedding_dim": 32, "num_blocks": 3, "num_heads": 4}),
 ]
 CASES = [(name, PARAMS.get(name, {})) for name in MODELS] + EXTRA_CASES
 NON_PERSONALISED = {"pop"}  # same ranking for every user: checked against counts instead

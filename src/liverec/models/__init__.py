@@ -7,6 +7,7 @@ from typing import Any
 from liverec.errors import LiverecError
 from liverec.models.base import Recommender, make_config
 from liverec.models.ease import EASE
+from liverec.models.gen import Gen
 from liverec.models.gfcf import GFCF
 from liverec.models.ials import IALS
 from liverec.models.lightgcn import LightGCN
@@ -24,6 +25,7 @@ MODELS: dict[str, type[Recommender]] = {
     "lightgcn": LightGCN,
     "pop": Pop,
     "sasrec": SASRec,
+    "gen": Gen,
 }
 
 
