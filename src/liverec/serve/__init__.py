@@ -18,7 +18,9 @@ import asyncio
 import contextlib
 import gc
 import json
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -69,8 +71,51 @@ def runs_inline(art: Artifact, req: RecommendIn) -> bool:
     return art.manifest.get("index", "exact") == "exact" and art.index.num_items <= INLINE_EXACT_ITEMS
 
 
-def recommend(art: Artifact, req: RecommendIn) -> dict:
-    """Top-k for one request against one artifact (no global state): a `RecommendOut` as a dict."""
+class RecentItems:
+    """Items posted to /v1/events, per user, for sequence models: a sequence model's state is a
+    function of the user's latest items, so recomputing it from the stored sequence plus these makes
+    fresh events count at once, without training (and gives new users a personal state).
+
+    Bounded: the latest `per_user` items of the `max_users` most recently active users. Raw ids are
+    kept, so a hot-swapped version reads them with its own vocabulary.
+    """
+
+    def __init__(self, per_user: int = 200, max_users: int = 100_000) -> None:
+        self.per_user, self.max_users = per_user, max_users
+        self.items: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self.lock = threading.Lock()  # events arrive on pool threads, reads on the event loop
+
+    def add(self, users: list[str], items: list[str]) -> None:
+        with self.lock:
+            for user, item in zip(users, items, strict=True):  # a request's few events
+                recent = self.items.pop(user, ())
+                self.items[user] = (*recent, item)[-self.per_user :]
+            while len(self.items) > self.max_users:
+                self.items.popitem(last=False)
+
+    def get(self, user: str) -> list[str]:
+        with self.lock:
+            return list(self.items.get(user, ()))
+
+
+def sequence_state(art: Artifact, user: int, fresh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(state (D,), sequence) of a sequence model for `user` (-1: unknown) after `fresh` items:
+    the user's stored latest items followed by the fresh ones, the latest max_len of them."""
+    from liverec.data.sequences import pad_sequences
+
+    model = art.model
+    stored = model.history[user].numpy() - 1 if user >= 0 else np.zeros(0, np.int64)
+    seq = np.concatenate([stored[stored >= 0], fresh])[-model.config.max_len :]
+    padded = torch.from_numpy(pad_sequences([seq], model.config.max_len, model.num_items) + 1)
+    with torch.no_grad():
+        return model.last_state(padded)[0].float().numpy(), seq
+
+
+def recommend(art: Artifact, req: RecommendIn, fresh: list[str] | None = None) -> dict:
+    """Top-k for one request against one artifact (no global state): a `RecommendOut` as a dict.
+
+    `fresh`: raw ids of items the user interacted with since this version was built; a sequence
+    model recomputes the user's state from them (they are also excluded with the seen items)."""
     items = art.items
     unknown: list[str] = []
 
@@ -83,23 +128,33 @@ def recommend(art: Artifact, req: RecommendIn) -> dict:
 
     allow, deny = encode(req.allow), encode(req.deny)
     uidx = int(art.users.encode([req.user], missing="mask")[0])
-    fallback = None
-    if uidx < 0:
+    fallback, state = None, None
+    seen = art.seen_items(uidx) if uidx >= 0 else np.zeros(0, np.int64)
+    if fresh and art.model.sequential:
+        new = items.encode(fresh, missing="mask")
+        if (new >= 0).any():
+            state, _ = sequence_state(art, uidx, new[new >= 0])
+            seen = np.concatenate([seen, new[new >= 0]])
+    if uidx < 0 and state is None:
         fallback = "popularity"
         scores = torch.from_numpy(art.popularity.astype(np.float32)).clone()
     elif art.index is not None and allow is None:
-        exclude = art.seen_items(uidx) if req.exclude_seen else np.zeros(0, np.int64)
+        exclude = seen if req.exclude_seen else np.zeros(0, np.int64)
         if deny is not None and deny.size:
             exclude = np.concatenate([exclude, deny])
-        ids, sc = art.index.search(art.user_vectors[uidx : uidx + 1], req.k, [exclude])
+        query = art.user_vectors[uidx : uidx + 1] if state is None else state[None]
+        ids, sc = art.index.search(query, req.k, [exclude])
         keep = ids[0] >= 0
         return _payload(art, ids[0][keep], sc[0][keep], None, unknown)
     else:
         with torch.no_grad():
-            scores = art.model.score_all(torch.tensor([uidx]))[0].float().clone()
+            if state is None:
+                scores = art.model.score_all(torch.tensor([uidx]))[0].float().clone()
+            else:
+                scores = art.model.logits(torch.from_numpy(state)[None])[0].float().clone()
     mask = torch.zeros(len(items), dtype=torch.bool)
-    if uidx >= 0 and req.exclude_seen:
-        mask[torch.from_numpy(art.seen_items(uidx).astype(np.int64))] = True
+    if req.exclude_seen:
+        mask[torch.from_numpy(seen.astype(np.int64))] = True
     if deny is not None:
         mask[torch.from_numpy(deny)] = True
     if allow is not None:
@@ -348,9 +403,13 @@ def create_app(
         registry=metrics, buckets=(1, 2, 4, 8, 16, 32, 64, 128),
     )
     batcher = LoopBatcher(batch_sizes.observe)
+    recent = RecentItems()
 
     async def answer(req: RecommendIn) -> Response:
         art = current()
+        fresh = recent.get(req.user) if art.model.sequential else None
+        if fresh:  # a forward pass over the user's sequence: off the event loop
+            return json_response(await run_in_threadpool(recommend, art, req, fresh))
         if runs_inline(art, req):
             return json_response(await batcher.submit(art, req))
         return json_response(await run_in_threadpool(recommend, art, req))
@@ -389,6 +448,9 @@ def create_app(
     def post_events(body: EventsIn, request: Request) -> EventsOut:
         events = [Event(e.user, e.item, e.type, e.value, e.timestamp, e.context) for e in body.events]
         offsets = request.app.state.events.append(events)  # Kafka assigns offsets per partition
+        art = holder.artifact
+        if art is not None and art.model.sequential:  # their next answer reads these at once
+            recent.add([e.user for e in events], [e.item for e in events])
         first = offsets[0] if offsets else None
         return EventsOut(accepted=len(events), first_offset=first)
 
