@@ -6,7 +6,9 @@
 Each method is applied with `compress_run` (skipped when its folder exists), published into its own
 registry and served by a real `liverec serve` process; latency is measured from a client over
 HTTP (sequential GET /v1/recommend?k=10 for random users), memory is the server's peak RSS
-(VmHWM). Quality comes from each run's metrics.json (test split, the run's own protocol).
+(VmHWM). Quality comes from each run's metrics.json (test split, the run's own protocol). Sizes are
+given for the whole file and for the weights alone: a sequence model's file also holds every user's
+stored latest items (`history`), data that compression does not touch.
 """
 
 from __future__ import annotations
@@ -62,13 +64,27 @@ def serve_and_measure(run_dir: Path, work: Path, requests: int, seed: int) -> di
         stop(proc)
 
 
+# buffers that hold data, not weights: a sequence model's stored user sequences and item counts
+DATA_TENSORS = ("history", "item_count")
+
+
+def weight_bytes(path: Path) -> int:
+    """Bytes of model.safetensors' tensors other than DATA_TENSORS (what compression acts on)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as f:
+        return sum(f.get_tensor(k).nbytes for k in f.keys() if k.split(".")[-1] not in DATA_TENSORS)
+
+
 def row(name: str, run_dir: Path, reference: dict, work: Path, args) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     size = (run_dir / "model.safetensors").stat().st_size
+    weights = weight_bytes(run_dir / "model.safetensors")
     test = metrics["test"]
     params = metrics.get("compression", {}).get("params")
     out = {
         "method": name, "bytes": size, "x_smaller": round(reference["bytes"] / size, 2),
+        "weight_bytes": weights, "weights_x_smaller": round(reference["weight_bytes"] / weights, 2),
         "params": params,
         **{k: round(test[k], 4) for k in args.metrics},
         **{f"{k}_rel": round(test[k] / reference["test"][k], 4) for k in args.metrics},
@@ -95,7 +111,8 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     source = json.loads((args.run / "metrics.json").read_text())
-    reference = {"bytes": (args.run / "model.safetensors").stat().st_size, "test": source["test"]}
+    reference = {"bytes": (args.run / "model.safetensors").stat().st_size, "test": source["test"],
+                 "weight_bytes": weight_bytes(args.run / "model.safetensors")}
     runs = {"original (fp32)": args.run}
     for method in args.methods:
         target = args.out / method.replace(",", "+")
@@ -108,12 +125,14 @@ def main() -> None:
     rows = [row(name, path, reference, args.out, args) for name, path in runs.items()]
     rows[0]["params"] = parameter_count(load_run(args.run)[1])
     (args.out / "results.json").write_text(json.dumps(rows, indent=2))
-    head = ["method", "model.safetensors", "x smaller", *args.metrics, "relative", "peak RSS", "p50"]
+    head = ["method", "model.safetensors", "x smaller", "weights (no stored sequences)", "x smaller",
+            *args.metrics, "relative", "peak RSS", "p50"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
         rel = " / ".join(f"{r[f'{k}_rel'] * 100:.1f}%" for k in args.metrics)
         print(f"| {r['method']} | {r['bytes'] / 1e6:.2f} MB | {r['x_smaller']:.2f}x | "
+              f"{r['weight_bytes'] / 1e6:.2f} MB | {r['weights_x_smaller']:.2f}x | "
               + " | ".join(f"{r[k]:.4f}" for k in args.metrics)
               + f" | {rel} | {r['peak_rss_mib']:.0f} MiB | {r['p50_ms']:.2f} ms |")
 
