@@ -63,7 +63,6 @@ class SequenceBatches:
     shuffled, so little compute goes to padding (ML-1M at L = 200: a random batch is ~half padding).
     """
 
-    bucket_batches = 32  # batches per length-sorting window; 1 = plain random batches
 
     def __init__(
         self, train: Interactions, max_len: int, sampler, cfg: TrainConfig,
@@ -130,7 +129,7 @@ class SequenceBatches:
         """Row indices of each batch of one epoch (shuffled, bucketed by length)."""
         size, order = self.cfg.batch_size, self.rng.permutation(self.users.size)
         length = (windows != PAD).sum(1)
-        window = size * self.bucket_batches
+        window = size * self.cfg.bucket_batches
         batches = []
         for start in range(0, order.size, window):  # a loop over windows of batches
             chunk = order[start : start + window]

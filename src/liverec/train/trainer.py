@@ -45,6 +45,8 @@ class TrainConfig:
     # al. 2020): a user's row is counted once per item scored against it
     l2_per: str = "triple"
     loss: str = "bpr"  # bpr | bce | softmax (sampled softmax over the negatives) | gbce | ce (full softmax)
+    bucket_batches: int = 32  # sequence models: batches per length-sorting window (less padding);
+    # 1 = plain random batches
     sequence_window: str = "latest"  # sequence models: an epoch's row per user is the latest
     # max_len + 1 training items, or "random": a window ending at a random point of the history
     gbce_t: float = 0.75  # loss = gbce: calibration t in [0, 1] (0 = plain BCE; gSASRec used 0.75)
@@ -98,6 +100,8 @@ class TrainConfig:
                 "train.sparse_embeddings works with optimizer = adam, no weight_decay (use train.l2, "
                 "on the rows a batch touches) and no grad_clip"
             )
+        if self.bucket_batches < 1:
+            raise LiverecError("train.bucket_batches must be >= 1 (1 = plain random batches)")
         if self.checkpoint_every < 0:
             raise LiverecError("train.checkpoint_every must be >= 0 (0 = no checkpoints)")
         if self.device not in ("auto", "cpu", "cuda"):
