@@ -43,16 +43,19 @@ CLI = [sys.executable, "-c", "from liverec.cli import app; app()"]
 TYPES = np.array(["view", "click", "purchase", "rating"])
 
 
-MODEL_PARAMS = {  # what the registry holds (d = 64 each); lightgcn continues online as the MF of its vectors
+MODEL_PARAMS = {  # what the registry holds (d = 64 each); lightgcn continues online as the MF of its
+    # vectors; sasrec is not trained online: the server recomputes a user's state from their events
     "mf": {"embedding_dim": 64},
     "ials": {"embedding_dim": 64, "epochs": 8, "cg_steps": 3},
     "lightgcn": {"embedding_dim": 64, "num_layers": 3},
+    "sasrec": {"embedding_dim": 64, "max_len": 50},
 }
+TRAIN = {"sasrec": {"batch_size": 128, "loss": "ce", "lr": 1e-3}}
 
 
 def make_registry(data: str, root: Path, model: str = "mf") -> Path:
-    cfg = RunConfig(model=model, data=data, params=MODEL_PARAMS[model],
-                    train=TrainConfig(epochs=5, batch_size=2048, lr=5e-3, progress=False))
+    train = {"epochs": 5, "batch_size": 2048, "lr": 5e-3, "progress": False, **TRAIN.get(model, {})}
+    cfg = RunConfig(model=model, data=data, params=MODEL_PARAMS[model], train=TrainConfig(**train))
     t0 = time.perf_counter()
     train_run(cfg, root / model)
     publish(root / model, root / "registry")
@@ -124,14 +127,20 @@ def start_tansu() -> tuple[subprocess.Popen, str]:
     return proc, f"127.0.0.1:{port}"
 
 
-def freshness(registry: Path, root: Path, log_url: str, trials: int, label: str, in_process: bool = False) -> None:
+def freshness(registry: Path, root: Path, log_url: str, trials: int, label: str, in_process: bool = False,
+              server_only: bool = False) -> None:
+    """`server_only`: no trainer (a sequence model: the server itself reads the posted events)."""
     import httpx
 
     work = root / f"fresh-{label}"
     shutil.copytree(registry, work)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    if in_process:  # one process; durable publishes at the default interval (200 ms)
+    if server_only:
+        server = subprocess.Popen(CLI + ["serve", str(work), "--port", str(port), "--log", log_url],
+                                  stderr=subprocess.DEVNULL)
+        trainer = None
+    elif in_process:  # one process; durable publishes at the default interval (200 ms)
         server = subprocess.Popen(CLI + ["serve", str(work), "--port", str(port), "--log", log_url,
                                          "--online", "--set", "keep_versions=3"], stderr=subprocess.DEVNULL)
         trainer = None
@@ -192,6 +201,11 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-fresh-"))
     try:
         registry = make_registry(args.data, root, args.model)
+        if args.model == "sasrec":  # no online trainer: the server reads a user's events itself
+            print("freshness through the HTTP API (sasrec: the server recomputes the state):", flush=True)
+            freshness(registry, root, f"sqlite://{root / 'fresh.sqlite'}", args.trials, "sqlite, sasrec",
+                      server_only=True)
+            return
         if not args.skip_throughput:
             print("online trainer throughput (1 process, OMP_NUM_THREADS="
                   f"{os.environ.get('OMP_NUM_THREADS', 'unset')}):", flush=True)
