@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_sasrec import MAX_LEN, NUM_ITEMS, NUM_USERS, ids  # the same left-padded rows
 
 from liverec.errors import LiverecError
 from liverec.models import build_model
 from liverec.models.gen import Gen, rotary_tables, rotate
-
-NUM_USERS, NUM_ITEMS, MAX_LEN = 4, 30, 8
 
 
 def model(**params) -> Gen:
     torch.manual_seed(0)
     params = {"max_len": MAX_LEN, "embedding_dim": 16, "num_heads": 2, **params}
     return build_model("gen", params, NUM_USERS, NUM_ITEMS).eval()
-
-
-def ids(items: list[int], width: int = MAX_LEN) -> torch.Tensor:
-    row = torch.zeros(1, width, dtype=torch.long)
-    row[0, width - len(items):] = torch.tensor(items) + 1
-    return row
 
 
 @torch.no_grad()
