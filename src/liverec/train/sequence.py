@@ -59,10 +59,9 @@ class SequenceBatches:
     matmul, the way to afford hundreds of negatives (sampled softmax, gBCE). Full cross-entropy
     (`loss = "ce"`) draws none. Every batch is cut to its longest row (exact for SASRec, whose
     positions count from the right), and rows are bucketed by length: the shuffled users are sorted
-    by length within windows of `bucket_batches` batches, cut into batches, and the batches are
+    by length within windows of `train.bucket_batches` batches, cut into batches, and the batches are
     shuffled, so little compute goes to padding (ML-1M at L = 200: a random batch is ~half padding).
     """
-
 
     def __init__(
         self, train: Interactions, max_len: int, sampler, cfg: TrainConfig,
