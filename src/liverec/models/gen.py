@@ -100,7 +100,7 @@ class Gen(SASRec):
             DecoderBlock(d, config.num_heads, hidden, config.dropout) for _ in range(config.num_blocks)
         )
         self.ln_out = nn.RMSNorm(d)
-        self.register_buffer("history", torch.zeros(num_users, config.max_len, dtype=torch.long))
+        self.register_buffer("history", torch.zeros(num_users, config.max_len, dtype=torch.int32))
         self.register_buffer("item_count", torch.zeros(num_items))
         self.reset_parameters()
 

@@ -133,8 +133,9 @@ class SASRec(Recommender):
             for _ in range(config.num_blocks)
         )
         self.ln_out = nn.LayerNorm(d)
-        # each user's latest items as model ids (0 = padding), and item counts for users without any
-        self.register_buffer("history", torch.zeros(num_users, config.max_len, dtype=torch.long))
+        # each user's latest items as model ids (0 = padding; int32: half the size of an artifact whose
+        # file is mostly these sequences), and item counts for users without any
+        self.register_buffer("history", torch.zeros(num_users, config.max_len, dtype=torch.int32))
         self.register_buffer("item_count", torch.zeros(num_items))
         self.reset_parameters()
 
