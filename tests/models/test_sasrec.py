@@ -117,6 +117,21 @@ def test_batches_pair_each_position_with_the_next_item() -> None:
     assert len(batches) == 2
 
 
+def test_length_buckets_only_regroup_users() -> None:
+    lengths = np.array([2 + (u * 7) % 11 for u in range(40)])  # 2..12 items each
+    users = np.repeat(np.arange(40), lengths)
+    items = np.concatenate([np.arange(n) for n in lengths])
+    train = Interactions(users, items, 40, NUM_ITEMS, timestamp=np.arange(len(items)))
+    widths = {}
+    for buckets in (1, 8):
+        cfg = TrainConfig(loss="ce", batch_size=5, bucket_batches=buckets)
+        batches = list(SequenceBatches(train, 12, None, cfg, np.random.default_rng(0), torch.device("cpu")))
+        users = sorted(u for b in batches for u in b.users.tolist())
+        assert users == list(range(40))  # every user once per epoch, either way
+        widths[buckets] = sum(b.inputs.shape[1] * len(b.users) for b in batches)  # padded positions
+    assert widths[8] < widths[1]  # sorting by length within windows cuts the padding
+
+
 @pytest.mark.parametrize(
     "loss,negatives,shared", [("bce", 1, False), ("bpr", 2, False), ("softmax", 8, True), ("gbce", 8, True), ("ce", 1, False)]
 )

@@ -58,9 +58,10 @@ class SequenceBatches:
     `cfg.shared_negatives` one draw of `num_negatives` serves the whole batch as a (T, D) x (D, N)
     matmul, the way to afford hundreds of negatives (sampled softmax, gBCE). Full cross-entropy
     (`loss = "ce"`) draws none. Every batch is cut to its longest row (exact for SASRec, whose
-    positions count from the right), and rows are bucketed by length: the shuffled users are sorted
-    by length within windows of `train.bucket_batches` batches, cut into batches, and the batches are
-    shuffled, so little compute goes to padding (ML-1M at L = 200: a random batch is ~half padding).
+    positions count from the right). Batches are random by default; with `train.bucket_batches`
+    N > 1 the shuffled users are sorted by length within windows of N batches, cut into batches, and
+    the batches are shuffled, so little compute goes to padding (ML-1M at L = 200: a random batch is
+    ~half padding) at a cost in quality (see TrainConfig.bucket_batches).
     """
 
     def __init__(
@@ -125,7 +126,7 @@ class SequenceBatches:
             ).to(self.device)
 
     def _batches(self, windows: np.ndarray) -> list[np.ndarray]:
-        """Row indices of each batch of one epoch (shuffled, bucketed by length)."""
+        """Row indices of each batch of one epoch (shuffled; bucketed by length when asked)."""
         size, order = self.cfg.batch_size, self.rng.permutation(self.users.size)
         length = (windows != PAD).sum(1)
         window = size * self.cfg.bucket_batches

@@ -45,8 +45,10 @@ class TrainConfig:
     # al. 2020): a user's row is counted once per item scored against it
     l2_per: str = "triple"
     loss: str = "bpr"  # bpr | bce | softmax (sampled softmax over the negatives) | gbce | ce (full softmax)
-    bucket_batches: int = 32  # sequence models: batches per length-sorting window (less padding);
-    # 1 = plain random batches
+    bucket_batches: int = 1  # sequence models: 1 = plain random batches; N > 1 sorts users by length
+    # within windows of N batches (less padding, but each batch then holds users of one length, whose
+    # per-position mean loss weights short histories' positions more: ML-1M SASRec validation NDCG@10
+    # 0.1641 with random batches against 0.1523 with N = 32 at epoch 38)
     sequence_window: str = "latest"  # sequence models: an epoch's row per user is the latest
     # max_len + 1 training items, or "random": a window ending at a random point of the history
     gbce_t: float = 0.75  # loss = gbce: calibration t in [0, 1] (0 = plain BCE; gSASRec used 0.75)
