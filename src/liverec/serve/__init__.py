@@ -98,9 +98,9 @@ class RecentItems:
             return list(self.items.get(user, ()))
 
 
-def sequence_state(art: Artifact, user: int, fresh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(state (D,), sequence) of a sequence model for `user` (-1: unknown) after `fresh` items:
-    the user's stored latest items followed by the fresh ones, the latest max_len of them."""
+def sequence_state(art: Artifact, user: int, fresh: np.ndarray) -> np.ndarray:
+    """(D,) state of a sequence model for `user` (-1: unknown) after `fresh` items: read from the
+    user's stored latest items followed by the fresh ones, the latest max_len of them."""
     from liverec.data.sequences import pad_sequences
 
     model = art.model
@@ -108,7 +108,7 @@ def sequence_state(art: Artifact, user: int, fresh: np.ndarray) -> tuple[np.ndar
     seq = np.concatenate([stored[stored >= 0], fresh])[-model.config.max_len :]
     padded = torch.from_numpy(pad_sequences([seq], model.config.max_len, model.num_items) + 1)
     with torch.no_grad():
-        return model.last_state(padded)[0].float().numpy(), seq
+        return model.last_state(padded)[0].float().numpy()
 
 
 def recommend(art: Artifact, req: RecommendIn, fresh: list[str] | None = None) -> dict:
@@ -133,7 +133,7 @@ def recommend(art: Artifact, req: RecommendIn, fresh: list[str] | None = None) -
     if fresh and art.model.sequential:
         new = items.encode(fresh, missing="mask")
         if (new >= 0).any():
-            state, _ = sequence_state(art, uidx, new[new >= 0])
+            state = sequence_state(art, uidx, new[new >= 0])
             seen = np.concatenate([seen, new[new >= 0]])
     if uidx < 0 and state is None:
         fallback = "popularity"

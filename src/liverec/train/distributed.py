@@ -14,7 +14,7 @@ How the work is split (global batch B = `train.batch_size`, W ranks):
   and the stream does not depend on what happened before the epoch, so a run resumed from a
   checkpoint (even with another W) continues with the same shuffles and negatives;
 - sequence models (SASRec) split each global batch of user rows the same way; their negatives
-  (sampled losses) are drawn per (seed, epoch, step, rank);
+  (sampled losses) are drawn per (seed, epoch, rank);
 - DistributedDataParallel averages the gradients of the per-rank mean losses, which is the gradient
   of the mean loss over the global batch: one step of W ranks is one step of one process with batch
   B, so `train.lr` needs no rescaling. Slices of a global batch differ by at most one row (the last,
@@ -52,7 +52,7 @@ class Shard:
         return slice(n * self.rank // self.world_size, n * (self.rank + 1) // self.world_size)
 
 
-def epoch_generators(seed: int, epoch: int, shard: Shard) -> tuple[np.random.Generator, KeyedNegatives]:
+def epoch_generators(seed: int, epoch: int) -> tuple[np.random.Generator, KeyedNegatives]:
     """(shuffle, negatives) of one epoch: both the same on every rank and for any number of ranks."""
     return np.random.default_rng([seed, epoch]), KeyedNegatives(seed, epoch)
 

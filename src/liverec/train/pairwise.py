@@ -57,8 +57,8 @@ class PairBatches:
     When `num_negatives` reaches the catalogue size, the whole catalogue is used instead of a draw:
     sampled softmax becomes the full softmax over every item the user has not interacted with.
 
-    Iterating uses `rng` for both shuffling and negatives. `for_epoch(seed, epoch)` instead draws
-    from generators keyed by (seed, epoch, step, block of rows): resumable at any epoch, and with a
+    Iterating uses `rng` for the shuffle and for the key of the negatives. `for_epoch(seed, epoch)`
+    instead draws from generators keyed by (seed, epoch, step, block of rows): resumable at any epoch, and with a
     `shard` each rank keeps its slice of every global batch of `batch_size` rows and draws only its
     rows' negatives, the same ones a single process draws for them (liverec.train.distributed).
     """
@@ -85,13 +85,14 @@ class PairBatches:
         return steps - 1 if 0 < last < self.shard.world_size else steps  # see _batches
 
     def __iter__(self):
-        return self._batches(self.rng, self.rng)
+        # the same keyed negatives as for_epoch, keyed by a draw from `rng`: one sampling path
+        return self._batches(self.rng, KeyedNegatives(int(self.rng.integers(2**63)), 0))
 
     def for_epoch(self, seed: int, epoch: int) -> _Epoch:
-        """The batches of `epoch` (1-based), from generators seeded by (seed, epoch, rank)."""
+        """The batches of `epoch` (1-based), from generators keyed by (seed, epoch, step, block)."""
         return _Epoch(self, seed, epoch)
 
-    def _batches(self, shuffle: np.random.Generator, negatives: np.random.Generator | KeyedNegatives):
+    def _batches(self, shuffle: np.random.Generator, negatives: KeyedNegatives):
         order = shuffle.permutation(len(self.users))  # the same on every rank
         for step, start in enumerate(range(0, len(order), self.batch_size)):
             global_batch = order[start : start + self.batch_size]
@@ -100,17 +101,15 @@ class PairBatches:
             rows = self.shard.rows(len(global_batch))
             users, pos = self.users[global_batch[rows]], self.items[global_batch[rows]]
             collide = None
-            keyed = isinstance(negatives, KeyedNegatives)
             if self.shared:
-                rng = negatives.shared(step) if keyed else negatives
-                neg = self.catalogue if self.catalogue is not None else self.sampler.sample_shared(self.n, rng)
+                neg = self.catalogue
+                if neg is None:
+                    neg = self.sampler.sample_shared(self.n, negatives.shared(step))
                 collide = torch.from_numpy(self.sampler.shared_collisions(users, neg))
-            elif keyed:
+            else:
                 neg = negatives.sample(
                     self.sampler, self.users[global_batch], self.items[global_batch], self.n, step, rows
                 )
-            else:
-                neg = self.sampler.sample(users, self.n, negatives, pos_items=pos)
             yield PairBatch(
                 torch.from_numpy(users), torch.from_numpy(pos), torch.from_numpy(neg), collide
             ).to(self.device)
@@ -126,7 +125,7 @@ class _Epoch:
         return len(self.batches)
 
     def __iter__(self):
-        shuffle, negatives = epoch_generators(self.seed, self.epoch, self.batches.shard)
+        shuffle, negatives = epoch_generators(self.seed, self.epoch)
         return self.batches._batches(shuffle, negatives)
 
 
