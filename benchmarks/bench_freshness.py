@@ -2,7 +2,7 @@
 
     python benchmarks/bench_freshness.py [--data ml-100k] [--trials 50] [--events 200000] [--kafka]
                                          [--in-process] [--skip-throughput] [--skip-freshness]
-                                         [--model mf|ials|lightgcn]
+                                         [--model mf|ials|lightgcn|sasrec]
 
 1. Throughput: a registry holding the model trained on the data (d=64); a SQLite log pre-filled with
    `--events` synthetic events over the data's users and items (5% new users, 2% new items, a mix of
@@ -35,7 +35,7 @@ from liverec.experiment import RunConfig, train_run
 from liverec.registry import load_version, publish
 from liverec.serve.process import free_port
 from liverec.stream import Event, SQLiteEventLog
-from liverec.stream.online import OnlineConfig, OnlineState
+from liverec.stream.online import SEQUENCE_MODELS, OnlineConfig, load_state
 from liverec.stream.trainer import OnlineTrainer
 from liverec.train import TrainConfig
 
@@ -44,7 +44,8 @@ TYPES = np.array(["view", "click", "purchase", "rating"])
 
 
 MODEL_PARAMS = {  # what the registry holds (d = 64 each); lightgcn continues online as the MF of its
-    # vectors; sasrec is not trained online: the server recomputes a user's state from their events
+    # vectors; sasrec continues training on the fresh sequences (and the server recomputes a user's
+    # state from the events it was sent)
     "mf": {"embedding_dim": 64},
     "ials": {"embedding_dim": 64, "epochs": 8, "cg_steps": 3},
     "lightgcn": {"embedding_dim": 64, "num_layers": 3},
@@ -87,7 +88,7 @@ def throughput(registry: Path, root: Path, n: int, cg_steps: int, batch_size: in
     for s in range(0, n, 50_000):
         log.append(events[s : s + 50_000])
     config = OnlineConfig(cg_steps=cg_steps, batch_size=batch_size, publish_every=batch_size, publish_ms=1e9)
-    state = OnlineState.load(work, config)
+    state = load_state(work, config)
     trainer = OnlineTrainer(state, log, work)
     t0 = time.perf_counter()
     stats = trainer.run(max_events=n)
@@ -97,7 +98,7 @@ def throughput(registry: Path, root: Path, n: int, cg_steps: int, batch_size: in
           f"{stats.events / total:,.0f} events/s; {stats.published} versions published; "
           f"{state.counters.dead} dead letters; {len(state.users):,} users x {len(state.items):,} items",
           flush=True)
-    state = OnlineState.load(registry, config)  # apply alone, on batches read beforehand
+    state = load_state(registry, config)  # apply alone, on batches read beforehand
     log.seek({0: 1})
     batches = []
     while True:
@@ -201,18 +202,19 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-fresh-"))
     try:
         registry = make_registry(args.data, root, args.model)
-        if args.model == "sasrec":  # no online trainer: the server reads a user's events itself
-            print("freshness through the HTTP API (sasrec: the server recomputes the state):", flush=True)
-            freshness(registry, root, f"sqlite://{root / 'fresh.sqlite'}", args.trials, "sqlite, sasrec",
-                      server_only=True)
-            return
         if not args.skip_throughput:
             print("online trainer throughput (1 process, OMP_NUM_THREADS="
                   f"{os.environ.get('OMP_NUM_THREADS', 'unset')}):", flush=True)
-        for batch_size, cg_steps in () if args.skip_throughput else (
-                (10_000, 3), (50_000, 3), (100_000, 2), (50_000, 0)):
+        sizes = ((1_000, 3), (10_000, 3), (50_000, 3)) if args.model in SEQUENCE_MODELS else (
+            (10_000, 3), (50_000, 3), (100_000, 2), (50_000, 0))  # cg_steps: factor models only
+        for batch_size, cg_steps in () if args.skip_throughput else sizes:
             throughput(registry, root, args.events, cg_steps, batch_size)
         if args.skip_freshness:
+            return
+        if args.model in SEQUENCE_MODELS:  # the server reads a user's events itself
+            print("freshness through the HTTP API (sasrec: the server recomputes the state):", flush=True)
+            freshness(registry, root, f"sqlite://{root / 'fresh.sqlite'}", args.trials, "sqlite, sasrec",
+                      server_only=True)
             return
         print("freshness through the HTTP API:", flush=True)
         freshness(registry, root, f"sqlite://{root / 'fresh.sqlite'}", args.trials, "sqlite")

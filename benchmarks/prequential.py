@@ -8,12 +8,15 @@ batch path: `train_run` + export; leave-one-out, so each prefix user's latest pr
 out of training) and exported to a registry. The rest of the stream is replayed in chunks of
 `--chunk` events; every chunk is first *tested* — for each event, is its item in the top 10 of its
 user, given everything the user consumed before the chunk (excluded from the ranking)? — and then
-*trained on*: the live model applies it with `OnlineState.apply`, the code path of `liverec online`.
-Three rankers are tested on the same events:
+*trained on*: the live model applies it with the online state's `apply`, the code path of
+`liverec online`. Three rankers are tested on the same events:
 
     live    the online model, updated after every chunk (new users and items grow in);
     frozen  the same exported model, never updated (users it does not know get the prefix's most
-            popular items; items it does not know cannot be recommended);
+            popular items; items it does not know cannot be recommended). For a sequence model
+            (`--model sasrec`) the frozen network reads the same up-to-date sequences as the live
+            one (as `liverec serve` does with the events it is sent), so the comparison isolates
+            what continued training adds;
     popular the live item popularity (users per item), as a floor.
 
 Prints HR@10 / NDCG@10 per fifth of the stream and overall (markdown), and writes a PNG of both
@@ -23,6 +26,7 @@ metrics over time (a rolling window of chunks).
 from __future__ import annotations
 
 import argparse
+import copy
 import shutil
 import tempfile
 import time
@@ -35,8 +39,9 @@ import torch
 from liverec.data import load_events
 from liverec.experiment import RunConfig, train_run
 from liverec.registry import publish
-from liverec.stream.online import OnlineConfig, OnlineState
+from liverec.stream.online import OnlineConfig, OnlineState, StreamState, load_state
 from liverec.stream.schema import make_batch, validate
+from liverec.stream.sequence_online import SequenceOnlineState
 from liverec.train import TrainConfig
 
 K = 10
@@ -44,6 +49,8 @@ RANKERS = ("live", "frozen", "popular")
 MODEL_PARAMS = {  # models as trained once on the prefix
     "ials": ({"embedding_dim": 64, "l2": 0.005, "unobserved_weight": 0.1, "epochs": 16}, TrainConfig(progress=False)),
     "mf": ({"embedding_dim": 64}, TrainConfig(epochs=30, lr=5e-3, patience=0, progress=False)),
+    "sasrec": ({"embedding_dim": 64, "max_len": 50, "dropout": 0.2},
+               TrainConfig(epochs=30, batch_size=128, lr=1e-3, loss="ce", patience=0, progress=False)),
 }
 
 
@@ -102,7 +109,7 @@ def ranks(scores: torch.Tensor, target: torch.Tensor, seen_rows: np.ndarray, see
     return torch.where(valid & torch.isfinite(own[:, 0]), rank, torch.full_like(rank, K))
 
 
-def seen_of(state: OnlineState, rows: np.ndarray, num_items: int) -> tuple[np.ndarray, np.ndarray]:
+def seen_of(state: StreamState, rows: np.ndarray, num_items: int) -> tuple[np.ndarray, np.ndarray]:
     """(chunk row, item) pairs consumed before the chunk by the users at `rows` (-1 = unknown)."""
     known = np.flatnonzero(rows >= 0)
     sub = state.history[rows[known]]
@@ -141,13 +148,42 @@ def test_chunk(state: OnlineState, frozen: Frozen, user: np.ndarray, item: np.nd
     return out
 
 
-def replay(state: OnlineState, frozen: Frozen, user, item, stamp, chunk: int) -> tuple[Scores, float]:
+def test_sequence_chunk(state: SequenceOnlineState, frozen, user: np.ndarray, item: np.ndarray) -> dict[str, torch.Tensor]:
+    """`test_chunk` for a sequence model; `frozen` = (the exported network, prefix popularity)."""
+    model, prefix_pop = frozen
+    u, i = state.users.lookup(user), state.items.lookup(item)
+    n, num_items = len(user), len(state.items)
+    target = torch.from_numpy(i)
+    seen = seen_of(state, u, num_items)
+    popular = popularity_scores(np.bincount(state.history.indices, minlength=num_items), n)
+    rows = np.flatnonzero(u >= 0)
+    seq = state.sequences[u[rows], 1:]  # (k, L) latest L items as model ids
+    live = popular.clone()
+    state.model.eval()
+    live[torch.from_numpy(rows)] = state.model.logits(state.model.last_state(torch.from_numpy(seq)))
+    state.model.train()
+    out = {"live": ranks(live, target, *seen), "popular": ranks(popular, target, *seen)}
+    i0 = model.num_items
+    old = np.where(seq <= i0, seq, 0)  # items the frozen network never saw are dropped ...
+    old = np.take_along_axis(old, np.argsort(old > 0, axis=1, kind="stable"), axis=1)  # ... re-left-padded
+    frozen_scores = popularity_scores(prefix_pop, n).clone()
+    has = (old[:, -1] > 0)
+    frozen_scores[torch.from_numpy(rows[has])] = model.logits(model.last_state(torch.from_numpy(old[has])))
+    old_target = torch.where(target < i0, target, torch.full_like(target, -1))
+    r, c = seen
+    keep = c < i0
+    out["frozen"] = ranks(frozen_scores, old_target, r[keep], c[keep])
+    return out
+
+
+def replay(state: StreamState, frozen, user, item, stamp, chunk: int) -> tuple[Scores, float]:
     """Test then train, chunk by chunk; returns the scores and the seconds spent applying."""
     scores, apply_s = Scores(), 0.0
     for start in range(0, len(user), chunk):
         sl = slice(start, start + chunk)
         with torch.no_grad():
-            rank = test_chunk(state, frozen, user[sl], item[sl])
+            tester = test_sequence_chunk if isinstance(state, SequenceOnlineState) else test_chunk
+            rank = tester(state, frozen, user[sl], item[sl])
         scores.events.append(len(user[sl]))
         for name, r in rank.items():
             hit = r < K
@@ -210,14 +246,21 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=100, help="events tested, then applied, at a time")
     parser.add_argument("--window", type=int, default=50, help="chunks per point of the plot")
     parser.add_argument("--plot", type=Path, default=None)
+    parser.add_argument("--set", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        type=str, help="an OnlineConfig option (numbers), e.g. --set seq_lr 3e-4")
     args = parser.parse_args()
+    args.set = [(k, float(v) if "." in v or "e" in v else int(v)) for k, v in args.set]
     user, item, stamp = time_ordered(args.data)
     cut = int(len(user) * args.prefix)
     root = Path(tempfile.mkdtemp(prefix="prequential-"))
     try:
         registry = train_prefix(args.model, user[:cut], item[:cut], stamp[:cut], root)
-        state = OnlineState.load(registry, OnlineConfig())
-        frozen = Frozen(state.P.clone(), state.Q.clone(), state.item_bias.clone(), state.item_users.copy())
+        state = load_state(registry, OnlineConfig(**dict(args.set)))
+        if isinstance(state, OnlineState):
+            frozen = Frozen(state.P.clone(), state.Q.clone(), state.item_bias.clone(), state.item_users.copy())
+        else:
+            pop = np.bincount(state.history.indices, minlength=len(state.items))
+            frozen = (copy.deepcopy(state.model).eval(), pop)
         t0 = time.perf_counter()
         scores, apply_s = replay(state, frozen, user[cut:], item[cut:], stamp[cut:], args.chunk)
         n = len(user) - cut

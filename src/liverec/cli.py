@@ -463,16 +463,17 @@ def _online_config(registry: Path, assignments: list[str]):
 
     from liverec.models.base import make_config
     from liverec.registry import latest_version
-    from liverec.stream.online import AS_FACTOR_MODEL, ONLINE_MODELS, OnlineConfig
+    from liverec.stream.online import AS_FACTOR_MODEL, ONLINE_MODELS, SEQUENCE_MODELS, OnlineConfig
 
     config = make_config(OnlineConfig, _set_options(assignments, "online."))
     number = latest_version(registry)
     if number is None:
         raise DataNotFoundError(f"{registry} has no published version; run `liverec export RUN --to {registry}`")
     model = json.loads((registry / "versions" / str(number) / "manifest.json").read_text())["model"]
-    if model not in ONLINE_MODELS + AS_FACTOR_MODEL:
+    learns = ONLINE_MODELS + AS_FACTOR_MODEL + SEQUENCE_MODELS
+    if model not in learns:
         raise LiverecError(
-            f"--online learns {list(ONLINE_MODELS + AS_FACTOR_MODEL)}, and {registry} serves {model!r}"
+            f"--online learns {list(learns)}, and {registry} serves {model!r}"
         )
     return config
 
@@ -503,7 +504,7 @@ def online(
 
     from liverec.models.base import make_config
     from liverec.stream import open_log
-    from liverec.stream.online import OnlineConfig, OnlineState
+    from liverec.stream.online import OnlineConfig, load_state
     from liverec.stream.trainer import OnlineTrainer
 
     with user_errors():
@@ -516,7 +517,7 @@ def online(
                 options[key] = value
         config = make_config(OnlineConfig, options)
         registry = _online_registry(source, to)
-        state = OnlineState.load(registry, config)
+        state = load_state(registry, config)
         events = open_log(log_url, group=group)
         if not state.position and start == "latest":
             state.position = events.end()

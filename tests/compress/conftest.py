@@ -23,9 +23,11 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     for name, params in (
         ("mf", {"embedding_dim": 32}),
         ("neumf", {"embedding_dim": 8, "mlp_layers": [32, 16, 8]}),
+        ("sasrec", {"embedding_dim": 32, "max_len": 8, "num_heads": 2}),
     ):
+        loss = {"loss": "ce"} if name == "sasrec" else {"loss": "bce", "num_negatives": 2}
         cfg = RunConfig(model=name, data=str(data), params=params,
-                        train=TrainConfig(epochs=3, progress=False, loss="bce", num_negatives=2))
+                        train=TrainConfig(epochs=3, progress=False, **loss))
         cfg.dataset.split = "loo"
         train_run(cfg, root / name)
         out[name] = root / name

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from liverec.compress import CompressOptions, compress_run
-from liverec.compress.distill import distillation_loss, parameter_count
+from liverec.compress.distill import distillation_loss, parameter_count, sequence_distillation_loss
 from liverec.experiment import load_run
 
 
@@ -61,3 +61,26 @@ def test_precomputed_teacher_scores_match_the_model(runs, monkeypatch):
     cand = torch.randint(len(items), (len(users), 7), generator=torch.Generator().manual_seed(0))
     assert torch.allclose(dense.score(u, cand), live.score(u, cand), atol=1e-5)
     assert torch.equal(dense.top_items(5), live.top_items(5))
+
+
+def test_sequence_kd_term_is_zero_for_a_copy(runs):
+    _, teacher, _, _ = load_run(runs["sasrec"])
+    teacher.eval()
+    inputs = torch.tensor([[0, 0, 3, 5, 9], [1, 2, 3, 4, 5]])  # model ids, left-padded
+    targets = torch.tensor([[-1, -1, 4, 8, 10], [1, 2, 3, 4, 20]])
+    gen = torch.Generator().manual_seed(0)
+    truth, kd = sequence_distillation_loss(teacher, teacher, inputs, targets, 4, 2.0, gen)
+    assert kd.item() == pytest.approx(0.0, abs=1e-6) and truth.item() > 0
+
+
+def test_sasrec_distils_into_a_narrower_sasrec_run(runs, tmp_path):
+    options = CompressOptions(dim=8, kd_positions=64, epochs=2)
+    metrics = compress_run(runs["sasrec"], tmp_path / "s", ["distill"], options)
+    _, teacher, _, _ = load_run(runs["sasrec"])
+    cfg, student, _, _ = load_run(tmp_path / "s")
+    assert cfg.model == "sasrec" and student.config.embedding_dim == 8 and student.config.max_len == 8
+    assert parameter_count(student) <= parameter_count(teacher) / 4
+    assert torch.equal(student.history, teacher.history)  # every user's latest items, as the teacher
+    assert 0.0 <= metrics["test"]["NDCG@10"] <= 1.0
+    with torch.no_grad():
+        assert torch.isfinite(student.score_all(torch.arange(3))).all()

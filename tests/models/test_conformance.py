@@ -36,7 +36,7 @@ EXTRA_CASES = [
     ("neumf", {"variant": "mlp", "mlp_layers": [32, 16, 8], "dropout": 0.1}),
     ("ials", {"embedding_dim": 8, "epochs": 8, "l2": 0.01, "cg_steps": 3}),
     ("ease", {"l2": 50.0, "dtype": "float64"}),
-    ("sasrec", {"max_len": 4, "embedding_dim": 16, "num_blocks": 1, "num_heads": 2}),
+    ("sasrec", {"max_len": 4, "embedding_dim": 16, "num_blocks": 1, "num_heads": 2, "positions": "left"}),
     ("sasrec", {"max_len": 8, "embedding_dim": 16, "norm": "query", "init": "normal"}),
     ("gen", {"max_len": 4, "embedding_dim": 32, "num_blocks": 3, "num_heads": 4}),
 ]

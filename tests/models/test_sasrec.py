@@ -34,10 +34,10 @@ def ids(items: list[int], width: int = MAX_LEN) -> torch.Tensor:
     return row
 
 
-@pytest.mark.parametrize("norm", ["pre", "query"])
+@pytest.mark.parametrize(("norm", "positions"), [("pre", "right"), ("query", "right"), ("pre", "left")])
 @torch.no_grad()
-def test_causal_mask_no_future_leakage(norm: str) -> None:
-    m = model(norm=norm)
+def test_causal_mask_no_future_leakage(norm: str, positions: str) -> None:
+    m = model(norm=norm, positions=positions)
     seq = ids([3, 7, 1, 9, 4, 2, 8, 5])
     changed = seq.clone()
     changed[0, 5:] = torch.tensor([20, 21, 22]) + 1  # rewrite the last three items
@@ -46,10 +46,10 @@ def test_causal_mask_no_future_leakage(norm: str) -> None:
     assert not torch.allclose(a[:, 5:], b[:, 5:])  # the rewritten positions do change
 
 
-@pytest.mark.parametrize("norm", ["pre", "query"])
+@pytest.mark.parametrize(("norm", "positions"), [("pre", "right"), ("query", "right"), ("pre", "left")])
 @torch.no_grad()
-def test_left_padding_does_not_change_outputs(norm: str) -> None:
-    m = model(norm=norm)
+def test_left_padding_does_not_change_outputs(norm: str, positions: str) -> None:
+    m = model(norm=norm, positions=positions)
     items = [3, 7, 1, 9]
     reference = m.encode(ids(items, width=4))  # no padding at all
     for width in (5, MAX_LEN):
@@ -88,6 +88,24 @@ def test_score_sequences_rejects_bad_input() -> None:
         build_model("sasrec", {"embedding_dim": 10, "num_heads": 3}, 2, 2)
     with pytest.raises(LiverecError, match="max_len"):
         m.encode(torch.ones(1, MAX_LEN + 1, dtype=torch.long))
+    with pytest.raises(LiverecError, match="positions"):
+        build_model("sasrec", {"positions": "middle"}, 2, 2)
+
+
+@torch.no_grad()
+def test_left_positions_count_from_the_oldest_item() -> None:
+    """positions = "left": the k-th item of a window gets P[k-1] whatever the padding, so a short
+    history's latest item is not at P[L-1]; "right" gives it P[L-1]."""
+    left, right = model(positions="left"), model(positions="right")
+    right.load_state_dict(left.state_dict())
+    items = [3, 7, 1]
+    x = left.item_emb(ids(items)) * 4.0  # sqrt(embedding_dim = 16)
+    p_left = left.pos_emb.weight[[0, 1, 2]]
+    p_right = right.pos_emb.weight[[MAX_LEN - 3, MAX_LEN - 2, MAX_LEN - 1]]
+    # with dropout off, encode's first step is x + P; compare through a zero-block model
+    for m, p in ((left, p_left), (right, p_right)):
+        m.blocks = torch.nn.ModuleList()
+        torch.testing.assert_close(m.encode(ids(items))[0, -3:], m.ln_out(x[0, -3:] + p))
     with pytest.raises(LiverecError, match="history covers"):
         m.set_history(Interactions(np.array([0]), np.array([0]), NUM_USERS + 1, NUM_ITEMS))
 

@@ -97,13 +97,14 @@ def start_broker():
 
 @pytest.fixture(scope="session")
 def registries(tmp_path_factory, small_events):
-    """Registries with one exported version each of small MF, iALS, EASE, LightGCN and SASRec runs."""
+    """Registries with one exported version each of small MF, iALS, EASE, LightGCN, SASRec and gen runs."""
     root = tmp_path_factory.mktemp("online")
     data, rows = small_events
     out = {}
     for name, params in (("mf", {"embedding_dim": 8}), ("ials", {"embedding_dim": 8, "epochs": 3}),
                          ("ease", {"l2": 10.0}), ("lightgcn", {"embedding_dim": 8}),
-                         ("sasrec", {"max_len": 8, "embedding_dim": 8, "num_blocks": 1})):
+                         ("sasrec", {"max_len": 8, "embedding_dim": 8, "num_blocks": 1}),
+                         ("gen", {"max_len": 8, "embedding_dim": 8, "num_blocks": 1, "num_heads": 2})):
         cfg = RunConfig(model=name, data=str(data), params=params, train=TrainConfig(epochs=2, progress=False))
         train_run(cfg, root / name)
         publish(root / name, root / f"registry-{name}")

@@ -32,18 +32,20 @@ class CompressOptions:
 
     amount: float = 0.5  # prune-*: fraction of weights (magnitude) or output neurons (structured)
     min_count: int = 5  # merge-rare: ids seen fewer times in training share one fallback row
-    dim: int = 16  # distill: the student MF's embedding_dim
+    dim: int = 16  # distill: the student's embedding_dim (MF; sequence teachers: their own model)
     kd_weight: float = 1.0  # distill: weight of the distillation term next to the ground-truth loss
     temperature: float = 1.0  # distill: softmax temperature applied to teacher and student scores
     top_k: int = 50  # distill: the teacher's top items per user, part of every soft-label set
     random_items: int = 50  # distill: uniform random items added to each soft-label set
     kd_users: int = 256  # distill: users drawn per step for the distillation term
+    kd_positions: int = 1024  # distill, sequence teachers: target positions per batch given the
+    # teacher's whole next-item distribution
     epochs: int = 0  # distill: training epochs of the student; 0 = the teacher's
     lr: float = 0.0  # distill: student learning rate; 0 = the teacher's
 
     def __post_init__(self) -> None:
-        if min(self.min_count, self.dim, self.top_k, self.kd_users) < 1 or self.random_items < 0:
-            raise LiverecError("min_count, dim, top_k and kd_users must be >= 1, random_items >= 0")
+        if min(self.min_count, self.dim, self.top_k, self.kd_users, self.kd_positions) < 1 or self.random_items < 0:
+            raise LiverecError("min_count, dim, top_k, kd_users and kd_positions must be >= 1, random_items >= 0")
         if self.temperature <= 0 or self.kd_weight < 0 or self.epochs < 0 or self.lr < 0:
             raise LiverecError("temperature must be > 0; kd_weight, epochs and lr >= 0")
 

@@ -10,9 +10,9 @@ are pre-norm (LN before each sublayer) by default; `norm = "query"` is the origi
 normalised-query residual (same parameters, see `Block`).
 
 Inputs are left-padded (B, W) tensors of *model ids*: item index + 1, with 0 as padding. Positions
-count back from the right edge (the latest item always gets P[L-1]) and padded keys are masked,
-so the same history gives the same outputs whatever the padded width — a batch can be cut to its
-longest real sequence. Losses live in liverec.train.sequence, not here.
+count back from the right edge (the latest item always gets P[L-1]; `positions = "left"` counts
+from the window's oldest item instead) and padded keys are masked, so the same history gives the
+same outputs whatever the padded width — a batch can be cut to its longest real sequence. Losses live in liverec.train.sequence, not here.
 
 Users are scored from their stored latest sequences (`set_history`, a buffer saved with the
 weights); `score_sequences` scores sequences passed in directly (fresh events at serving time).
@@ -47,6 +47,8 @@ class SASRecConfig:
     norm: str = "pre"  # pre: pre-norm blocks; query: the original's normalised-query residual
     init: str = "xavier"  # xavier: Xavier-normal matrices (reference PyTorch SASRec); normal: N(0, 0.02²)
     # (the SASRec+ / RecBole / GPT-2 initialisation)
+    positions: str = "right"  # right: P[L-1] = the latest item; left: P[0] = the window's oldest item
+    # (what the reference code's right-padded batches give: a position says how far into the window)
 
     def __post_init__(self) -> None:
         if self.max_len < 1 or self.embedding_dim < 1 or self.num_blocks < 1 or self.num_heads < 1:
@@ -57,6 +59,8 @@ class SASRecConfig:
             )
         if self.norm not in ("pre", "query"):
             raise LiverecError(f"sasrec: norm must be 'pre' or 'query', got {self.norm!r}")
+        if self.positions not in ("right", "left"):
+            raise LiverecError(f"sasrec: positions must be 'right' or 'left', got {self.positions!r}")
         if self.init not in ("xavier", "normal"):
             raise LiverecError(f"sasrec: init must be 'xavier' or 'normal', got {self.init!r}")
         for name in ("dropout", "attention_dropout"):
@@ -165,7 +169,11 @@ class SASRec(Recommender):
             raise LiverecError(f"sasrec: sequence width {w} exceeds max_len={self.config.max_len}")
         real = seq > 0  # (B, W)
         x = self.item_emb(seq) * math.sqrt(self.config.embedding_dim)  # (B, W, D)
-        x = self.emb_drop(x + self.pos_emb.weight[self.config.max_len - w :])  # positions from the right
+        if self.config.positions == "right":
+            x = x + self.pos_emb.weight[self.config.max_len - w :]  # (W, D) broadcast over rows
+        else:  # the k-th real item of a row gets P[k-1]; padding gets P[0] (never attended to)
+            x = x + self.pos_emb((real.cumsum(1) - 1).clamp_(min=0))
+        x = self.emb_drop(x)
         causal = torch.ones(w, w, dtype=torch.bool, device=seq.device).tril()  # (W, W) key <= query
         eye = torch.eye(w, dtype=torch.bool, device=seq.device)
         # padded keys are hidden from every query; a padded query keeps itself (no empty softmax row)
@@ -189,10 +197,12 @@ class SASRec(Recommender):
     def last_state(self, seq: torch.Tensor, chunk_size: int = 256) -> torch.Tensor:
         """State at the latest item: seq (B, W) model ids -> (B, D).
 
-        Rows are encoded in chunks of similar length, each cut to its longest row (exact, since
-        positions count from the right): short histories cost little next to long ones.
+        Rows are encoded in chunks of similar length, each cut to its longest row (exact: positions
+        depend only on the real items): short histories cost little next to long ones.
         """
         lengths = (seq > 0).sum(1)  # (B,)
+        if not len(seq):
+            return self.item_emb.weight.new_zeros(0, self.config.embedding_dim)
         order = torch.argsort(lengths)
         parts = []
         for rows in order.split(chunk_size):  # a loop over chunks of rows

@@ -28,7 +28,9 @@ log = logging.getLogger("liverec.serve")
 
 
 def artifact_of(state, version: int) -> Artifact:
-    """The served form of an `OnlineState` (what `load_version` would read after a publish)."""
+    """The served form of an online state (what `load_version` would read after a publish).
+    A sequence model is served without an index: a request encodes its one user's sequence
+    (milliseconds), where an index would need every user's state recomputed per swap."""
     from liverec.experiment import RunConfig
     from liverec.index import build_index
     from liverec.models import build_model
@@ -40,13 +42,16 @@ def artifact_of(state, version: int) -> Artifact:
     model.eval()
     seen = sp.csr_matrix((np.ones(history.nnz, np.float32), history.indices, history.indptr),
                          shape=history.shape)
-    item_vectors = model.item_embeddings().float().numpy()
-    user_vectors = model.user_embeddings().float().numpy()
     manifest = {**state.manifest(len(users), len(items)), "version": version, "in_process": True}
+    index = item_vectors = user_vectors = None
+    if not model.sequential:
+        item_vectors = model.item_embeddings().float().numpy()
+        user_vectors = model.user_embeddings().float().numpy()
+        index = build_index("exact", item_vectors)
     return Artifact(
         version=version, model=model, users=users, items=items, seen=seen,
         popularity=np.bincount(history.indices, minlength=len(items)).astype(np.float32),
-        manifest=manifest, titles=state.titles, index=build_index("exact", item_vectors),
+        manifest=manifest, titles=state.titles, index=index,
         user_vectors=user_vectors, item_vectors=item_vectors,
     )
 
@@ -64,10 +69,10 @@ class EmbeddedTrainer:
     def start(self) -> None:
         """Load the latest version's state and start consuming (raises on a bad registry or log)."""
         from liverec.stream import open_log
-        from liverec.stream.online import OnlineState
+        from liverec.stream.online import load_state
         from liverec.stream.trainer import OnlineTrainer
 
-        state = OnlineState.load(self.registry, self.config)
+        state = load_state(self.registry, self.config)
         self._published = latest_version(self.registry)
         self.events = open_log(self.log_url, group=self.group)
         self.trainer = OnlineTrainer(state, self.events, self.registry, on_apply=self._swap)

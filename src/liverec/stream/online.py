@@ -1,5 +1,6 @@
 """Incremental updates of a factor model (MF or iALS; LightGCN and GMF continue as the MF of the
-vectors they serve) from micro-batches of events.
+vectors they serve) from micro-batches of events. (Sequence models: `sequence_online`; both share
+`StreamState` and are opened by `load_state`.)
 
 Per micro-batch, all as array operations:
  1. events -> confidence (type weight × value) and row indices; unseen users/items get new rows;
@@ -49,6 +50,7 @@ from liverec.stream.schema import EventBatch
 
 ONLINE_MODELS = ("mf", "ials")  # learned natively
 AS_FACTOR_MODEL = ("lightgcn", "neumf")  # continue as the MF of their served vectors (neumf: gmf only)
+SEQUENCE_MODELS = ("sasrec", "gen")  # continue training on the users' fresh sequences
 
 
 @dataclass
@@ -82,6 +84,9 @@ class OnlineConfig:
     max_session_events: int = 0  # events of one session taken into the model; the rest are dropped; 0 = all
     min_count: int = 1  # events an unknown user or item needs before it gets a row (1 = at once)
     expire_after: float = 0.0  # s of event time without an event after which an id is removed; 0 = never
+    seq_lr: float = 1e-4  # sasrec/gen: Adam step size of continued training (0: sequences only grow)
+    seq_rows: int = 256  # sasrec/gen: touched users per Adam step
+    seq_replay_users: int = 32  # sasrec/gen: other users' whole windows replayed in each step
 
     def __post_init__(self) -> None:
         if min(self.batch_size, self.publish_every, self.keep_versions) < 1 or self.publish_ms < 0:
@@ -92,6 +97,8 @@ class OnlineConfig:
             raise LiverecError("online: need session_gap >= 0 and max_session_events >= 0")
         if self.min_count < 1 or self.expire_after < 0:
             raise LiverecError("online: need min_count >= 1 and expire_after >= 0 (0 = never)")
+        if self.seq_lr < 0 or self.seq_rows < 1 or self.seq_replay_users < 0:
+            raise LiverecError("online: need seq_lr >= 0, seq_rows >= 1 and seq_replay_users >= 0")
         if self.max_session_events and not self.session_gap:
             raise LiverecError("online: max_session_events needs sessions: set session_gap > 0")
 
@@ -117,21 +124,156 @@ def _grow(t: torch.Tensor, rows: int, std: float, gen: torch.Generator) -> torch
     return torch.cat([t, torch.randn(shape, generator=gen, dtype=t.dtype) * std])
 
 
-class OnlineState:
-    """Everything the online trainer updates; `load` from and `publish` to a registry."""
+class StreamState:
+    """What every online state shares: the id maps, the (U, I) history of summed confidence, the
+    log position, counters, sessions and frequency-filter tables, and how a version is written.
+    `OnlineState` (factor models) and `SequenceOnlineState` (SASRec, gen) add their model."""
 
-    def __init__(self, folder: Path, config: OnlineConfig) -> None:
-        art = load_version(folder.parent.parent, int(folder.name))
-        name = art.manifest["model"]
-        self.config, self.model_name = config, name
+    def __init__(self, folder: Path, config: OnlineConfig, art) -> None:
+        self.config, self.model_name = config, art.manifest["model"]
         self.run_config = json.loads((folder / "config.json").read_text())
         self.derived_from = art.manifest.get("derived_from")
-        if name not in ONLINE_MODELS:
-            self._as_factor_model(art)  # raises for models without user and item vectors
-            name = "mf"
         self.base_metrics = json.loads((folder / "metrics.json").read_text())
         self.titles, self.data = art.titles, art.manifest.get("data")
         self.users, self.items = GrowableIds(art.users), GrowableIds(art.items)
+        self.history = art.seen.astype(np.float32).tocsr()  # confidence; an export's seen pairs = 1
+        self.history.sort_indices()
+        self.position: Position = {}
+        self.counters = Counters()
+        self.sessions = Sessions()
+        self.pending_users, self.pending_items = pending_table(), pending_table()
+        self.clock = -np.inf  # the newest event time applied
+        self.swept_at = -np.inf  # clock at the last expiry sweep
+        self.saved: dict[str, np.ndarray] = {}  # the version's online arrays (empty for an export)
+        self.saved_meta: dict = {}
+        if (folder / "online.json").is_file():
+            self._load_common(folder)
+
+    def _load_common(self, folder: Path) -> None:
+        from safetensors.numpy import load_file
+
+        meta = self.saved_meta = json.loads((folder / "online.json").read_text())
+        self.position = {int(p): int(o) for p, o in meta["position"].items()}
+        self.counters = Counters(**meta["counters"])
+        arrays = self.saved = load_file(str(folder / "online.safetensors"))
+        self.history.data = arrays["history"]
+        sessions = meta.get("sessions", {})
+        self.sessions = Sessions(KeyTable.from_arrays(arrays, "sessions", Sessions().table.columns),
+                                 sessions.get("next_id", 0), sessions.get("pruned_at", -np.inf))
+        self.pending_users = KeyTable.from_arrays(arrays, "pending_users", pending_table().columns)
+        self.pending_items = KeyTable.from_arrays(arrays, "pending_items", pending_table().columns)
+        self.clock, self.swept_at = meta.get("clock", -np.inf), meta.get("swept_at", -np.inf)
+
+    @classmethod
+    def load(cls, registry: str | Path, config: OnlineConfig):
+        """The latest version of `registry` (resuming its online state when it has one)."""
+        number = latest_version(registry)
+        if number is None:
+            raise LiverecError(f"{registry} has no published version; run `liverec export RUN --to {registry}`")
+        return cls(Path(registry) / "versions" / str(number), config)
+
+    def confidence(self, batch: EventBatch) -> np.ndarray:
+        """(n,) confidence each event adds to its (user, item) pair."""
+        c = self.config
+        weight = np.select(
+            [batch.type == "view", batch.type == "click", batch.type == "purchase", batch.type == "rating"],
+            [c.view_weight, c.click_weight, c.purchase_weight, c.rating_weight],
+            c.interaction_weight,
+        )
+        is_rating = batch.type == "rating"
+        return np.where(is_rating, weight * (batch.value >= c.rating_threshold), weight * batch.value)
+
+    def _admit(self, batch: EventBatch) -> EventBatch:
+        """The events whose user and item are in the model (frequency filter, `min_count`)."""
+        if self.config.min_count <= 1:
+            return batch
+        c = self.config.min_count
+        admitted = (admit(self.users, self.pending_users, batch.user, batch.timestamp, c)
+                    & admit(self.items, self.pending_items, batch.item, batch.timestamp, c))
+        self.counters.unadmitted += int((~admitted).sum())
+        return batch.take(admitted)
+
+    def sorted_view(self) -> tuple[IdVocab, np.ndarray, IdVocab, np.ndarray, sp.csr_matrix]:
+        """(users, user_perm, items, item_perm, history) in published (sorted id) order."""
+        users, user_perm = self.users.sorted_vocab()
+        items, item_perm = self.items.sorted_vocab()
+        history = self.history[user_perm][:, item_perm].tocsr()
+        history.sort_indices()
+        return users, user_perm, items, item_perm, history
+
+    def manifest(self, users: int, items: int) -> dict:
+        return {
+            "model": self.model_name, "data": self.data, "index": "exact", "online": True,
+            **({"derived_from": self.derived_from} if self.derived_from else {}),
+            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "users": users, "items": items, "events_applied": self.counters.applied,
+        }
+
+    def _write_version(
+        self, registry: str | Path, view: tuple, weights: dict[str, torch.Tensor],
+        arrays: dict[str, np.ndarray], meta: dict,
+    ) -> int:
+        """Write `weights`, the history and the online state (`arrays`, `meta` added to the
+        common ones) as the next registry version, atomically, and prune old versions."""
+        from safetensors.numpy import save_file
+        from safetensors.torch import save_file as save_tensors
+
+        registry = Path(registry)
+        users, _, items, _, history = view
+        partial = new_partial(registry)
+        try:
+            save_tensors(weights, str(partial / "model.safetensors"))
+            popularity = np.bincount(history.indices, minlength=history.shape[1]).astype(np.float32)
+            save_file({"indptr": history.indptr.astype(np.int64), "indices": history.indices.astype(np.int64),
+                       "popularity": popularity}, str(partial / "seen.safetensors"))
+            save_file({"history": history.data.astype(np.float32), **arrays,
+                       **self.sessions.table.arrays("sessions"), **self.pending_users.arrays("pending_users"),
+                       **self.pending_items.arrays("pending_items")}, str(partial / "online.safetensors"))
+            users.save(partial / "users.json")
+            items.save(partial / "items.json")
+            (partial / "config.json").write_text(json.dumps(self.run_config, indent=2))
+            (partial / "metrics.json").write_text(json.dumps(self.base_metrics, indent=2))
+            if self.titles:
+                (partial / "titles.json").write_text(json.dumps(self.titles))
+            (partial / "online.json").write_text(json.dumps({
+                "position": {str(p): o for p, o in self.position.items()},
+                "counters": asdict(self.counters), **meta,
+                "sessions": {"next_id": self.sessions.next_id, "pruned_at": self.sessions.pruned_at},
+                "clock": self.clock, "swept_at": self.swept_at,
+                "config": asdict(self.config),
+            }, indent=2))
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        number = commit_partial(registry, partial, self.manifest(len(users), len(items)))
+        prune(registry, self.config.keep_versions)
+        return number
+
+
+def load_state(registry: str | Path, config: OnlineConfig) -> StreamState:
+    """The online state of `registry`'s latest version: sequence models continue training
+    (`SequenceOnlineState`), factor models fold in (`OnlineState`)."""
+    number = latest_version(registry)
+    if number is None:
+        raise LiverecError(f"{registry} has no published version; run `liverec export RUN --to {registry}`")
+    manifest = json.loads((Path(registry) / "versions" / str(number) / "manifest.json").read_text())
+    if manifest["model"] in SEQUENCE_MODELS:
+        from liverec.stream.sequence_online import SequenceOnlineState
+
+        return SequenceOnlineState.load(registry, config)
+    return OnlineState.load(registry, config)
+
+
+class OnlineState(StreamState):
+    """A factor model's online state; `load` from and `publish` to a registry."""
+
+    def __init__(self, folder: Path, config: OnlineConfig) -> None:
+        art = load_version(folder.parent.parent, int(folder.name))
+        super().__init__(folder, config, art)
+        name = self.model_name
+        if name not in ONLINE_MODELS:
+            self._as_factor_model(art)  # raises for models without user and item vectors
+            name = "mf"
         state = {k: v.detach().float().clone() for k, v in art.model.state_dict().items()}
         if name == "mf":
             self.P, self.Q = state["user_emb.weight"], state["item_emb.weight"]
@@ -148,19 +290,11 @@ class OnlineState:
             self.user_bias, self.item_bias = torch.zeros(len(self.P)), torch.zeros(len(self.Q))
             mc = art.model.config
             self.l2, self.alpha0, self.exponent = mc.l2, mc.unobserved_weight, mc.regularization_exponent
-        self.history = art.seen.astype(np.float32).tocsr()  # confidence; an export's seen pairs = 1
-        self.history.sort_indices()
-        self.replay = np.zeros((0, 3), dtype=np.float64)  # (user, item, confidence) rows
-        self.replay_offered = 0
-        self.position: Position = {}
-        self.counters = Counters()
-        self.sessions = Sessions()
-        self.pending_users, self.pending_items = pending_table(), pending_table()
-        self.user_seen = np.full(len(self.users), -np.inf)  # (U,) event time of each row's newest event
-        self.item_seen = np.full(len(self.items), -np.inf)  # (I,)
-        self.clock = -np.inf  # the newest event time applied
-        self.swept_at = -np.inf  # clock at the last expiry sweep
-        self._load_online(folder)
+        self.replay = self.saved.get("replay", np.zeros((0, 3), dtype=np.float64))  # (user, item, confidence)
+        self.replay_offered = self.saved_meta.get("replay_offered", 0)
+        # (U,) / (I,) event time of each row's newest event
+        self.user_seen = self.saved.get("user_seen", np.full(len(self.users), self.clock))
+        self.item_seen = self.saved.get("item_seen", np.full(len(self.items), self.clock))
         # users per item, kept current per batch (a bincount over the history would cost O(nnz))
         self.item_users = np.bincount(self.history.indices, minlength=self.history.shape[1])
         self.user_sums, self.item_sums = RowSums.of(self.P, self.user_bias), RowSums.of(self.Q, self.item_bias)
@@ -190,47 +324,7 @@ class OnlineState:
                            "params": {"embedding_dim": users.shape[1], "use_bias": False}}
         self.derived_from, self.model_name = name, "mf"
 
-    def _load_online(self, folder: Path) -> None:
-        if not (folder / "online.json").is_file():
-            return
-        from safetensors.numpy import load_file
-
-        meta = json.loads((folder / "online.json").read_text())
-        self.position = {int(p): int(o) for p, o in meta["position"].items()}
-        self.counters = Counters(**meta["counters"])
-        self.replay_offered = meta["replay_offered"]
-        arrays = load_file(str(folder / "online.safetensors"))
-        self.history.data = arrays["history"]
-        self.replay = arrays["replay"]
-        sessions = meta.get("sessions", {})
-        self.sessions = Sessions(KeyTable.from_arrays(arrays, "sessions", Sessions().table.columns),
-                                 sessions.get("next_id", 0), sessions.get("pruned_at", -np.inf))
-        self.pending_users = KeyTable.from_arrays(arrays, "pending_users", pending_table().columns)
-        self.pending_items = KeyTable.from_arrays(arrays, "pending_items", pending_table().columns)
-        self.clock, self.swept_at = meta.get("clock", -np.inf), meta.get("swept_at", -np.inf)
-        self.user_seen = arrays.get("user_seen", np.full(len(self.users), self.clock))
-        self.item_seen = arrays.get("item_seen", np.full(len(self.items), self.clock))
-
-    @classmethod
-    def load(cls, registry: str | Path, config: OnlineConfig) -> OnlineState:
-        """The latest version of `registry` (resuming its online state when it has one)."""
-        number = latest_version(registry)
-        if number is None:
-            raise LiverecError(f"{registry} has no published version; run `liverec export RUN --to {registry}`")
-        return cls(Path(registry) / "versions" / str(number), config)
-
     # ---- one micro-batch ----------------------------------------------------------------------
-
-    def confidence(self, batch: EventBatch) -> np.ndarray:
-        """(n,) confidence each event adds to its (user, item) pair."""
-        c = self.config
-        weight = np.select(
-            [batch.type == "view", batch.type == "click", batch.type == "purchase", batch.type == "rating"],
-            [c.view_weight, c.click_weight, c.purchase_weight, c.rating_weight],
-            c.interaction_weight,
-        )
-        is_rating = batch.type == "rating"
-        return np.where(is_rating, weight * (batch.value >= c.rating_threshold), weight * batch.value)
 
     @torch.no_grad()
     def apply(self, batch: EventBatch) -> None:
@@ -242,13 +336,7 @@ class OnlineState:
         if not np.isfinite(self.clock):  # the stream starts: the exported ids count as seen now
             self.user_seen[:] = self.item_seen[:] = batch.timestamp.min()
         self.clock = max(self.clock, float(batch.timestamp.max()))
-        if self.config.min_count > 1:
-            c = self.config.min_count
-            admitted = (admit(self.users, self.pending_users, batch.user, batch.timestamp, c)
-                        & admit(self.items, self.pending_items, batch.item, batch.timestamp, c))
-            self.counters.unadmitted += int((~admitted).sum())
-            batch = batch.take(admitted)
-        self._learn(batch)
+        self._learn(self._admit(batch))
         if self.config.expire_after > 0:
             self._expire()
 
@@ -425,59 +513,14 @@ class OnlineState:
             out["global_bias"] = self.global_bias.contiguous()
         return out
 
-    def sorted_view(self) -> tuple[IdVocab, np.ndarray, IdVocab, np.ndarray, sp.csr_matrix]:
-        """(users, user_perm, items, item_perm, history) in published (sorted id) order."""
-        users, user_perm = self.users.sorted_vocab()
-        items, item_perm = self.items.sorted_vocab()
-        history = self.history[user_perm][:, item_perm].tocsr()
-        history.sort_indices()
-        return users, user_perm, items, item_perm, history
-
-    def manifest(self, users: int, items: int) -> dict:
-        return {
-            "model": self.model_name, "data": self.data, "index": "exact", "online": True,
-            **({"derived_from": self.derived_from} if self.derived_from else {}),
-            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "users": users, "items": items, "events_applied": self.counters.applied,
-        }
-
     def publish(self, registry: str | Path) -> int:
         """Write the state as the next registry version (atomic) and prune old versions."""
-        from safetensors.numpy import save_file
-        from safetensors.torch import save_file as save_tensors
-
-        registry = Path(registry)
-        users, user_perm, items, item_perm, history = self.sorted_view()
+        view = self.sorted_view()
+        _, user_perm, _, item_perm, _ = view
         user_rank, item_rank = np.argsort(user_perm), np.argsort(item_perm)  # old row -> new row
         replay = self.replay.copy()
         replay[:, 0] = user_rank[replay[:, 0].astype(np.int64)]
         replay[:, 1] = item_rank[replay[:, 1].astype(np.int64)]
-        partial = new_partial(registry)
-        try:
-            save_tensors(self.state_dict(user_perm, item_perm), str(partial / "model.safetensors"))
-            popularity = np.bincount(history.indices, minlength=history.shape[1]).astype(np.float32)
-            save_file({"indptr": history.indptr.astype(np.int64), "indices": history.indices.astype(np.int64),
-                       "popularity": popularity}, str(partial / "seen.safetensors"))
-            save_file({"history": history.data.astype(np.float32), "replay": replay,
-                       "user_seen": self.user_seen[user_perm], "item_seen": self.item_seen[item_perm],
-                       **self.sessions.table.arrays("sessions"), **self.pending_users.arrays("pending_users"),
-                       **self.pending_items.arrays("pending_items")}, str(partial / "online.safetensors"))
-            users.save(partial / "users.json")
-            items.save(partial / "items.json")
-            (partial / "config.json").write_text(json.dumps(self.run_config, indent=2))
-            (partial / "metrics.json").write_text(json.dumps(self.base_metrics, indent=2))
-            if self.titles:
-                (partial / "titles.json").write_text(json.dumps(self.titles))
-            (partial / "online.json").write_text(json.dumps({
-                "position": {str(p): o for p, o in self.position.items()},
-                "counters": asdict(self.counters), "replay_offered": self.replay_offered,
-                "sessions": {"next_id": self.sessions.next_id, "pruned_at": self.sessions.pruned_at},
-                "clock": self.clock, "swept_at": self.swept_at,
-                "config": asdict(self.config),
-            }, indent=2))
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
-        number = commit_partial(registry, partial, self.manifest(len(users), len(items)))
-        prune(registry, self.config.keep_versions)
-        return number
+        arrays = {"replay": replay, "user_seen": self.user_seen[user_perm], "item_seen": self.item_seen[item_perm]}
+        return self._write_version(registry, view, self.state_dict(user_perm, item_perm), arrays,
+                                   {"replay_offered": self.replay_offered})

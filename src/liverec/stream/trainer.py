@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from liverec.stream.log import EventLog
-from liverec.stream.online import OnlineState
+from liverec.stream.online import StreamState
 from liverec.stream.preprocess import burst_mask, duplicate_mask, sessionise
 from liverec.stream.schema import EventBatch, validate
 
@@ -39,7 +39,7 @@ class OnlineTrainer:
     """Consumes `events` into `state` and publishes it into `registry`."""
 
     def __init__(
-        self, state: OnlineState, events: EventLog, registry: str | Path,
+        self, state: StreamState, events: EventLog, registry: str | Path,
         on_apply: Callable[[], None] | None = None,
     ) -> None:
         """`on_apply` runs after every applied batch, before any publish (the in-process server
