@@ -1,6 +1,7 @@
 """Prequential (test-then-train) evaluation of the online trainer on time-ordered data.
 
-    python benchmarks/prequential.py [--data ml-100k] [--model ials] [--prefix 0.5] [--chunk 1000]
+    python benchmarks/prequential.py [--data ml-100k] [--model ials|mf|sasrec] [--prefix 0.5]
+                                     [--chunk 1000] [--order time|progress] [--set KEY VALUE]
                                      [--plot benchmarks/prequential_ml-100k.png]
 
 Events are sorted by timestamp. A model is trained once on the first `--prefix` of them (the normal
@@ -73,13 +74,24 @@ class Scores:
     ndcg: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in RANKERS})
 
 
-def time_ordered(data: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(user, item, timestamp) as text/int arrays sorted by time (stable: ties keep file order)."""
+def time_ordered(data: str, order: str = "time") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user, item, timestamp) as text/int arrays in stream order (stable: ties keep file order).
+
+    order = "time": by timestamp. order = "progress", for sequence files whose "timestamps" are
+    positions (ml-1m-seq): by how far into their own history each event is (k / n_u), so every user
+    is active over the whole stream; each user's events stay in their order."""
     ev = load_events(data)
     if ev.timestamp is None:
         raise SystemExit(f"{data} has no timestamps")
-    order = np.argsort(ev.timestamp, kind="stable")
-    return ev.user[order].astype(str), ev.item[order].astype(str), ev.timestamp[order]
+    key = ev.timestamp.astype(np.float64)
+    if order == "progress":
+        by_user = np.lexsort((key, ev.user))  # each user's events in time order
+        _, start, count = np.unique(ev.user[by_user], return_index=True, return_counts=True)
+        rank = np.arange(len(key)) - np.repeat(start, count)  # 0.. within the user
+        key = np.empty(len(key))
+        key[by_user] = rank / np.repeat(count, count)
+    order_idx = np.argsort(key, kind="stable")
+    return ev.user[order_idx].astype(str), ev.item[order_idx].astype(str), ev.timestamp[order_idx]
 
 
 def train_prefix(model: str, user, item, stamp, root: Path) -> Path:
@@ -246,11 +258,13 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=100, help="events tested, then applied, at a time")
     parser.add_argument("--window", type=int, default=50, help="chunks per point of the plot")
     parser.add_argument("--plot", type=Path, default=None)
+    parser.add_argument("--order", choices=["time", "progress"], default="time",
+                        help="stream order: timestamps, or each user's progress through their history")
     parser.add_argument("--set", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                         type=str, help="an OnlineConfig option (numbers), e.g. --set seq_lr 3e-4")
     args = parser.parse_args()
     args.set = [(k, float(v) if "." in v or "e" in v else int(v)) for k, v in args.set]
-    user, item, stamp = time_ordered(args.data)
+    user, item, stamp = time_ordered(args.data, args.order)
     cut = int(len(user) * args.prefix)
     root = Path(tempfile.mkdtemp(prefix="prequential-"))
     try:
@@ -269,7 +283,7 @@ def main() -> None:
               f"{n / apply_s:,.0f} events/s); {len(state.users):,} users x {len(state.items):,} items at the end\n")
         print(table(scores))
         if args.plot is not None:
-            title = f"Prequential HR@10 / NDCG@10, {args.model} on {args.data} (time order)"
+            title = f"Prequential HR@10 / NDCG@10, {args.model} on {args.data} ({args.order} order)"
             plot(scores, args.plot, title, args.window)
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -131,7 +131,7 @@ def test_sigkill_and_restart_apply_every_event_exactly_once(registries, tmp_path
         proc.wait()
         log.append(chunk)
     proc = run_online(registry, db, "--idle-exit", "1")
-    out, _ = proc.communicate(timeout=120)
+    out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out.decode()[-2000:]
     final = load_state(registry, OnlineConfig())
     assert final.position == {0: len(events) + 1} and final.counters.applied == len(events)
