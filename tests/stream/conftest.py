@@ -110,3 +110,37 @@ def registries(tmp_path_factory, small_events):
         publish(root / name, root / f"registry-{name}")
         out[name] = root / f"registry-{name}"
     return out
+
+
+@pytest.fixture
+def crash_twice():
+    """run(registry, db, log, chunks, *extra) -> CLI output: for each chunk, start `liverec online`
+    on the SQLite log `db`, SIGKILL it after its third publish, append the chunk; then run it to the
+    end (idle exit) and return its output (asserting a clean exit)."""
+    import sys
+
+    from liverec.registry import latest_version
+
+    def run_online(registry, db, *extra):
+        return subprocess.Popen(
+            [sys.executable, "-c", "from liverec.cli import app; app()", "online", str(registry),
+             "--log", f"sqlite://{db}", "--set", "publish_ms=0", "--set", "batch_size=7", *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+
+    def run(registry, db, log, chunks, *extra) -> str:
+        for chunk in chunks:  # kill twice, each time after some progress
+            proc = run_online(registry, db, *extra)
+            start = latest_version(registry)
+            while latest_version(registry) <= start + 2 and proc.poll() is None:
+                time.sleep(0.01)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            log.append(chunk)
+        proc = run_online(registry, db, "--idle-exit", "1", *extra)
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out.decode()[-2000:]
+        return out.decode()
+
+    return run
+

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +12,7 @@ import pytest
 import torch
 
 from liverec.errors import LiverecError
-from liverec.registry import latest_version, load_version
+from liverec.registry import load_version
 from liverec.stream import Event, SQLiteEventLog
 from liverec.stream.ids import GrowableIds
 from liverec.stream.online import OnlineConfig, OnlineState
@@ -106,16 +103,8 @@ def test_lightgcn_continues_as_the_factor_model_it_serves(registries, tmp_path):
     assert not np.allclose(after.user_vectors[0], art.user_vectors[0])
 
 
-def run_online(registry: Path, db: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", "from liverec.cli import app; app()", "online", str(registry),
-         "--log", f"sqlite://{db}", "--set", "publish_ms=0", "--set", "batch_size=7", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-
-
 @pytest.mark.parametrize("lifecycle", [[], ["--min-count", "2"]], ids=["default", "min-count-2"])
-def test_sigkill_and_restart_apply_every_event_exactly_once(registries, tmp_path, lifecycle):
+def test_sigkill_and_restart_apply_every_event_exactly_once(registries, tmp_path, lifecycle, crash_twice):
     registry, db = fresh(registries, "mf", tmp_path), tmp_path / "events.db"
     base = load_version(registry).seen.sum()
     log = SQLiteEventLog(db)
@@ -125,17 +114,7 @@ def test_sigkill_and_restart_apply_every_event_exactly_once(registries, tmp_path
     events = [Event(u, i, "click") for u, i in zip(users, items, strict=True)]
     events[::50] = [Event("bad", "x", "hover")] * len(events[::50])  # 12 dead letters
     log.append(events[:200])
-    for chunk in (events[200:400], events[400:]):  # kill twice, each time after some progress
-        proc = run_online(registry, db, *lifecycle)
-        start = latest_version(registry)
-        while latest_version(registry) <= start + 2 and proc.poll() is None:
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        log.append(chunk)
-    proc = run_online(registry, db, "--idle-exit", "1", *lifecycle)
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out.decode()[-2000:]
+    crash_twice(registry, db, log, (events[200:400], events[400:]), *lifecycle)
     final = OnlineState.load(registry, OnlineConfig())
     assert final.position == {0: len(events) + 1}
     assert final.counters.applied + final.counters.dead == len(events)

@@ -3,11 +3,7 @@ the state round-trips through the registry, and a SIGKILLed trainer applies ever
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +12,7 @@ import pytest
 import torch
 
 from liverec.errors import LiverecError
-from liverec.registry import latest_version, load_version
+from liverec.registry import load_version
 from liverec.stream import Event, SQLiteEventLog
 from liverec.stream.online import OnlineConfig, load_state
 from liverec.stream.sequence_online import SequenceOnlineState
@@ -103,15 +99,7 @@ def test_sequence_options_are_checked(registries, tmp_path):
         OnlineConfig(seq_rows=0)
 
 
-def run_online(registry: Path, db: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", "from liverec.cli import app; app()", "online", str(registry),
-         "--log", f"sqlite://{db}", "--set", "publish_ms=0", "--set", "batch_size=7", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-
-
-def test_sigkill_and_restart_apply_every_event_exactly_once(registries, tmp_path):
+def test_sigkill_and_restart_apply_every_event_exactly_once(registries, tmp_path, crash_twice):
     """The windows after two SIGKILLs and restarts equal those of one uninterrupted pass."""
     registry, db = fresh(registries, tmp_path), tmp_path / "events.db"
     reference_registry = tmp_path / "reference"
@@ -122,17 +110,7 @@ def test_sigkill_and_restart_apply_every_event_exactly_once(registries, tmp_path
     events = [Event(str(u), str(i), "click", timestamp=now + k)
               for k, (u, i) in enumerate(zip(rng.integers(0, 70, 300), rng.integers(0, 90, 300), strict=True))]
     log.append(events[:100])
-    for chunk in (events[100:200], events[200:]):
-        proc = run_online(registry, db)
-        start = latest_version(registry)
-        while latest_version(registry) <= start + 2 and proc.poll() is None:
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        log.append(chunk)
-    proc = run_online(registry, db, "--idle-exit", "1")
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out.decode()[-2000:]
+    crash_twice(registry, db, log, (events[100:200], events[200:]))
     final = load_state(registry, OnlineConfig())
     assert final.position == {0: len(events) + 1} and final.counters.applied == len(events)
 
