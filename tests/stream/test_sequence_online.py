@@ -119,3 +119,22 @@ def test_sigkill_and_restart_apply_every_event_exactly_once(registries, tmp_path
     for user in sorted({e.user for e in events}):
         assert window(final, user) == window(reference, user), user
     assert np.isclose(final.history.sum(), reference.history.sum())
+
+
+def test_served_state_reads_posted_items_once_after_the_version_absorbed_them(registries):
+    """The server keeps the items posted for a user (RecentItems); once an online-trained
+    version stores them at the end of the user's sequence, they must not be read twice."""
+    from liverec.serve import absorbed, sequence_state
+
+    art = load_version(registries["sasrec"])
+    stored = art.model.history[0].numpy() - 1
+    stored = stored[stored >= 0]
+    new = int(np.setdiff1d(np.arange(len(art.items)), stored)[0])
+    expected = sequence_state(art, 0, np.array([new]))  # stored + new
+    fresh = np.concatenate([stored[-2:], [new]])  # the first two were absorbed by the version
+    assert absorbed(stored, fresh) == 2 and absorbed(stored, np.array([new])) == 0
+    np.testing.assert_allclose(sequence_state(art, 0, fresh), expected, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        direct = art.model.last_state(torch.from_numpy(
+            np.concatenate([stored, [new]])[-art.model.config.max_len:][None] + 1))[0].numpy()
+    np.testing.assert_allclose(expected, direct, rtol=1e-5, atol=1e-6)

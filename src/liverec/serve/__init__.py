@@ -98,14 +98,25 @@ class RecentItems:
             return list(self.items.get(user, ()))
 
 
+def absorbed(stored: np.ndarray, fresh: np.ndarray) -> int:
+    """How many of the first `fresh` items already end `stored`: a version trained online since
+    they were posted (`liverec online`, `serve --online`) holds them in its sequences, and reading
+    them twice would tell the model the user repeated them."""
+    for n in range(min(len(stored), len(fresh)), 0, -1):  # <= max_len tries, only for fresh users
+        if np.array_equal(stored[-n:], fresh[:n]):
+            return n
+    return 0
+
+
 def sequence_state(art: Artifact, user: int, fresh: np.ndarray) -> np.ndarray:
     """(D,) state of a sequence model for `user` (-1: unknown) after `fresh` items: read from the
-    user's stored latest items followed by the fresh ones, the latest max_len of them."""
+    user's stored latest items followed by the fresh ones not stored yet, the latest max_len."""
     from liverec.data.sequences import pad_sequences
 
     model = art.model
     stored = model.history[user].numpy() - 1 if user >= 0 else np.zeros(0, np.int64)
-    seq = np.concatenate([stored[stored >= 0], fresh])[-model.config.max_len :]
+    stored = stored[stored >= 0]
+    seq = np.concatenate([stored, fresh[absorbed(stored, fresh):]])[-model.config.max_len :]
     padded = torch.from_numpy(pad_sequences([seq], model.config.max_len, model.num_items) + 1)
     with torch.no_grad():
         return model.last_state(padded)[0].float().numpy()

@@ -172,8 +172,8 @@ class SequenceOnlineState(StreamState):
         emb = out["item_emb.weight"]
         out["item_emb.weight"] = torch.cat([emb[:1], emb[1:][torch.from_numpy(item_perm)]])
         out["history"] = torch.from_numpy(self._published_sequences(user_perm, item_perm)[:, 1:].astype(np.int32))
-        counts = np.asarray(self.history[:, item_perm].astype(bool).sum(0)).ravel()
-        out["item_count"] = torch.from_numpy(counts.astype(np.float32))
+        users_per_item = np.bincount(self.history.indices, minlength=self.history.shape[1])
+        out["item_count"] = torch.from_numpy(users_per_item[item_perm].astype(np.float32))
         return out
 
     def _published_sequences(self, user_perm: np.ndarray, item_perm: np.ndarray) -> np.ndarray:
