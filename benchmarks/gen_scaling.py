@@ -103,6 +103,7 @@ def plot(rows: list[dict], path: str, data: str) -> None:
         for r in rows:
             ax.annotate(r["size"], (r[key], r["NDCG@10"]), textcoords="offset points", xytext=(4, 4))
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels overlap on a short decade
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test NDCG@10 (full ranking)")
@@ -120,6 +121,11 @@ def main() -> None:
     parser.add_argument("--plot", default=None, help="write the PNG here (needs matplotlib)")
     args = parser.parse_args()
     sizes = [parse_size(s) for s in args.sizes]
+    if args.plot:
+        try:  # fail before hours of training, not after
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise SystemExit("--plot needs matplotlib: pip install 'liverec[bench]'") from None
     positions, items, max_len, data = positions_per_epoch(args.recipe, args.set)
     rows = [summarise(run_size(size, args), size, positions, items, max_len) for size in sizes]
     Path(args.out, "scaling.json").write_text(json.dumps(rows, indent=2))
