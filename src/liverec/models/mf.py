@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from liverec.errors import LiverecError
-from liverec.models.base import Recommender, dot_all
+from liverec.models.base import Recommender, dot_all, gather_rows, gathered_dot, squared_rows
 
 
 @dataclass
@@ -57,10 +57,9 @@ class MF(Recommender):
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """users (B,), items (B, M) -> (B, M)."""
         p = self.user_emb(users)  # (B, D)
-        q = self.item_emb(items)  # (B, M, D)
-        scores = torch.bmm(q, p.unsqueeze(-1)).squeeze(-1)  # (B, M)
+        scores = gathered_dot(self.item_emb, items, p)  # q_items · p_u: (B, M)
         if self.config.use_bias:
-            scores = scores + self.item_bias(items).squeeze(-1)  # (B, M)
+            scores = scores + gather_rows(self.item_bias, items).squeeze(-1)  # (B, M)
             scores = scores + self.user_bias(users) + self.global_bias  # (B, 1) broadcast
         return scores
 
@@ -96,7 +95,7 @@ class MF(Recommender):
 
     def regularization(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Sum of squared norms of the rows the batch touches (an item counts once per occurrence)."""
-        reg = self.user_emb(users).pow(2).sum() + self.item_emb(items).pow(2).sum()
+        reg = squared_rows(self.user_emb, users) + squared_rows(self.item_emb, items)
         if self.config.use_bias:
-            reg = reg + self.user_bias(users).pow(2).sum() + self.item_bias(items).pow(2).sum()
+            reg = reg + squared_rows(self.user_bias, users) + squared_rows(self.item_bias, items)
         return reg
