@@ -75,12 +75,12 @@ def plot(files: list[Path], out: Path) -> None:
         res = json.loads(f.read_text())
         xs = [p["train_seconds"] for p in res["curve"]]
         ax.plot(xs, [p["Recall@20"] for p in res["curve"]], marker="o", ms=3,
-                label=" ".join(res["settings"]) or f.stem)
+                label=f.stem)  # the file name; the settings are in the JSON
         target = res["target_recall"]
     ax.axhline(target, color="grey", ls="--", lw=1, label=f"paper {target}")
     ax.set_xlabel("training wall seconds (2 CPU cores, evaluation excluded)")
     ax.set_ylabel("test Recall@20")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(out, dpi=120)
 
