@@ -55,7 +55,7 @@ def main() -> None:
         optimizer.step()
         t4 = time.perf_counter()
         if step >= 10:
-            for name, dt in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            for name, dt in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
                 phases[name] += dt
     per_step = {k: 1000 * v / args.steps for k, v in phases.items()}
     total = sum(per_step.values())
