@@ -37,12 +37,17 @@ def run(args: argparse.Namespace) -> dict:
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, cfg.params, ds.num_users, ds.num_items).to(device)
+    if cfg.train.init_from:  # a second phase from a saved run (its training time is not counted here)
+        from liverec.experiment import warm_start
+
+        warm_start(model, Path(cfg.train.init_from))
     train_csr = ds.train.csr()
     if hasattr(model, "set_graph"):
         model.set_graph(train_csr)
     rng = np.random.default_rng(cfg.seed)
     batches = PairBatches(ds.train, make_sampler(cfg.train, train_csr, model), cfg.train.num_negatives,
-                          cfg.train.batch_size, rng, device, shared=cfg.train.shared_negatives)
+                          cfg.train.batch_size, rng, device, shared=cfg.train.shared_negatives,
+                          pair_sampling=cfg.train.pair_sampling)
     curve, clock = [], {"eval": 0.0, "start": time.perf_counter()}
 
     def test_curve(m) -> dict:

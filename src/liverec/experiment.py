@@ -126,7 +126,7 @@ def fit_model(
         sampler = make_sampler(cfg.train, train_csr, model)
         pair_batches = PairBatches(
             ds.train, sampler, cfg.train.num_negatives, cfg.train.batch_size, None, device,
-            shared=cfg.train.shared_negatives, shard=dist.shard,
+            shared=cfg.train.shared_negatives, shard=dist.shard, pair_sampling=cfg.train.pair_sampling,
         )
 
         def step(m, b):

@@ -181,3 +181,41 @@ def test_pair_l2_counts_every_scored_pair(shared):
     expected = torch.stack(pairs).mean()
     got = l2_penalty(model, PairBatch(users, pos, neg), items, "pair")
     assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_user_pair_sampling_weights_users_alike_and_draws_their_own_positives():
+    """pair_sampling = users: as many pairs as interactions, users uniform (a heavy user is not
+    drawn more often), each pair one of that user's training positives; the default shuffles every
+    pair exactly once."""
+    import numpy as np
+
+    from liverec.data.interactions import Interactions
+    from liverec.sampling import UniformSampler
+    from liverec.train.pairwise import PairBatches
+
+    # user 0 has 90 positives, users 1..9 one each (user 10 has none and is never drawn)
+    users = np.array([0] * 90 + list(range(1, 10)))
+    items = np.array(list(range(90)) + list(range(90, 99)))
+    train = Interactions(users, items, num_users=11, num_items=120)
+    csr = train.csr()
+    sampler = UniformSampler(csr)
+
+    def epoch_pairs(mode, epoch):
+        b = PairBatches(train, sampler, 1, 32, None, torch.device("cpu"), pair_sampling=mode)
+        steps = list(b.for_epoch(seed=0, epoch=epoch))
+        return torch.cat([s.users for s in steps]).numpy(), torch.cat([s.pos for s in steps]).numpy()
+
+    u, p = epoch_pairs("interactions", 1)
+    assert sorted(zip(u.tolist(), p.tolist(), strict=True)) == sorted(zip(users.tolist(), items.tolist(), strict=True))
+
+    drawn = [epoch_pairs("users", e) for e in range(1, 41)]
+    u = np.concatenate([d[0] for d in drawn])
+    p = np.concatenate([d[1] for d in drawn])
+    assert all(len(d[0]) == len(users) for d in drawn)  # an epoch keeps the number of pairs
+    assert np.asarray(csr[u, p]).ravel().all()  # every pair is a training positive of its user
+    share = np.bincount(u, minlength=11) / len(u)
+    assert share[10] == 0
+    assert np.allclose(share[:10], 0.1, atol=0.02)  # 3,960 draws: user 0 at 10%, not 91%
+    assert len(np.unique(p[u == 0])) > 80  # user 0's positives are all reachable
+    with pytest.raises(LiverecError, match="pair_sampling"):
+        TrainConfig(pair_sampling="items").validate()

@@ -176,6 +176,7 @@ def distill_run(teacher_dir: Path, out: Path, options, console=None) -> dict:
         batches = PairBatches(
             ds.train, make_sampler(train_cfg, train_csr, student), train_cfg.num_negatives,
             train_cfg.batch_size, rng, torch.device("cpu"), shared=train_cfg.shared_negatives,
+            pair_sampling=train_cfg.pair_sampling,
         )
     valid_eval = None
     if ds.valid is not None and len(ds.valid) > 0:

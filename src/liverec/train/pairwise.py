@@ -66,14 +66,23 @@ class PairBatches:
     def __init__(
         self, train: Interactions, sampler, num_negatives: int, batch_size: int,
         rng: np.random.Generator | None, device: torch.device, shared: bool = False,
-        shard: Shard = Shard(),
+        shard: Shard = Shard(), pair_sampling: str = "interactions",
     ) -> None:
         if batch_size < shard.world_size:
             raise LiverecError(
                 f"train.batch_size={batch_size} is the global batch: it must be >= the number of "
                 f"processes ({shard.world_size})"
             )
+        if pair_sampling not in ("interactions", "users"):
+            raise LiverecError(f"train.pair_sampling must be interactions or users, not {pair_sampling!r}")
         self.users, self.items = train.user, train.item
+        self.by_user = pair_sampling == "users"
+        if self.by_user:  # the positives grouped by user, to draw a user's random positive in O(1)
+            by_user = np.argsort(self.users, kind="stable")
+            self.user_items = self.items[by_user]
+            counts = np.bincount(self.users, minlength=train.num_users)
+            self.indptr = np.concatenate([[0], np.cumsum(counts)])
+            self.active = np.flatnonzero(counts)  # users with at least one training positive
         self.sampler, self.n, self.batch_size = sampler, num_negatives, batch_size
         self.rng, self.device, self.shared, self.shard = rng, device, shared, shard
         full = shared and num_negatives >= sampler.num_items
@@ -92,14 +101,29 @@ class PairBatches:
         """The batches of `epoch` (1-based), from generators keyed by (seed, epoch, step, block)."""
         return _Epoch(self, seed, epoch)
 
+    def _epoch_pairs(self, shuffle: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """This epoch's (users, positives), as many as there are training pairs (the same on every
+        rank): a shuffle of every pair, or with pair_sampling = "users" users drawn uniformly (with
+        replacement) and one uniform positive of each, as the LightGCN/NGCF reference code samples.
+        The second weights every user alike, where the first weights users by their activity."""
+        n = len(self.users)
+        if not self.by_user:
+            order = shuffle.permutation(n)
+            return self.users[order], self.items[order]
+        users = self.active[shuffle.integers(0, len(self.active), size=n)]
+        degree = self.indptr[users + 1] - self.indptr[users]
+        pick = self.indptr[users] + (shuffle.random(n) * degree).astype(np.int64)
+        return users, self.user_items[pick]
+
     def _batches(self, shuffle: np.random.Generator, negatives: KeyedNegatives):
-        order = shuffle.permutation(len(self.users))  # the same on every rank
-        for step, start in enumerate(range(0, len(order), self.batch_size)):
-            global_batch = order[start : start + self.batch_size]
-            if len(global_batch) < self.shard.world_size:
+        epoch_users, epoch_items = self._epoch_pairs(shuffle)
+        for step, start in enumerate(range(0, len(epoch_users), self.batch_size)):
+            batch_users = epoch_users[start : start + self.batch_size]
+            batch_items = epoch_items[start : start + self.batch_size]
+            if len(batch_users) < self.shard.world_size:
                 break  # some rank would get no row (and a NaN mean loss): drop this remainder
-            rows = self.shard.rows(len(global_batch))
-            users, pos = self.users[global_batch[rows]], self.items[global_batch[rows]]
+            rows = self.shard.rows(len(batch_users))
+            users, pos = batch_users[rows], batch_items[rows]
             collide = None
             if self.shared:
                 neg = self.catalogue
@@ -107,9 +131,7 @@ class PairBatches:
                     neg = self.sampler.sample_shared(self.n, negatives.shared(step))
                 collide = torch.from_numpy(self.sampler.shared_collisions(users, neg))
             else:
-                neg = negatives.sample(
-                    self.sampler, self.users[global_batch], self.items[global_batch], self.n, step, rows
-                )
+                neg = negatives.sample(self.sampler, batch_users, batch_items, self.n, step, rows)
             yield PairBatch(
                 torch.from_numpy(users), torch.from_numpy(pos), torch.from_numpy(neg), collide
             ).to(self.device)

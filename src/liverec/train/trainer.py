@@ -51,6 +51,10 @@ class TrainConfig:
     # 0.1641 with random batches against 0.1523 with N = 32 at epoch 38)
     sequence_window: str = "latest"  # sequence models: an epoch's row per user is the latest
     # max_len + 1 training items, or "random": a window ending at a random point of the history
+    # pair models: an epoch is a shuffle of every training (user, item) pair ("interactions"), or as
+    # many pairs drawn with users uniform and a random positive each ("users", the LightGCN/NGCF
+    # reference code's sampling: light users weigh as much as heavy ones, as in per-user Recall)
+    pair_sampling: str = "interactions"
     gbce_t: float = 0.75  # loss = gbce: calibration t in [0, 1] (0 = plain BCE; gSASRec used 0.75)
     num_negatives: int = 1  # negatives per positive
     sampler: str = "uniform"  # uniform | popularity | in_batch | hard
@@ -102,6 +106,8 @@ class TrainConfig:
                 "train.sparse_embeddings works with optimizer = adam, no weight_decay (use train.l2, "
                 "on the rows a batch touches) and no grad_clip"
             )
+        if self.pair_sampling not in ("interactions", "users"):
+            raise LiverecError(f"train.pair_sampling must be interactions or users, not {self.pair_sampling!r}")
         if self.bucket_batches < 1:
             raise LiverecError("train.bucket_batches must be >= 1 (1 = plain random batches)")
         if self.checkpoint_every < 0:
