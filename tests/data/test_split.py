@@ -140,6 +140,22 @@ def test_given_split_keeps_one_train_item_per_user():
     assert np.bincount(ds.valid.user, minlength=2).tolist() == [1, 0]
 
 
+def test_given_split_last_carve_takes_each_users_latest_train_events_in_file_order():
+    # user 0's train list in file order: 9, 8, ..., 0; user 1's: 3, 4
+    user = np.array([0] * 10 + [1] * 2 + [0, 1])
+    item = np.array(list(range(9, -1, -1)) + [3, 4] + [20, 21])
+    ev = RawEvents(user, item, given_split=np.array(["train"] * 12 + ["test"] * 2), name="toy")
+    ds = make_dataset(ev, DataConfig(split="given", valid_ratio=0.2, valid_carve="last"))
+    raw = lambda part: {(int(ds.users.raw[u]), int(ds.items.raw[i])) for u, i in pairs(part)}  # noqa: E731
+    # user 0: round(0.2 * 10) = 2, the last two listed (1 and 0); user 1: round(0.4) = 0
+    assert raw(ds.valid) == {(0, 1), (0, 0)}
+    assert raw(ds.train) == {(0, i) for i in range(2, 10)} | {(1, 3), (1, 4)}
+    one = make_dataset(ev, DataConfig(split="given", valid_ratio=0.9, valid_carve="last"))
+    assert np.bincount(one.train.user, minlength=2).tolist() == [1, 1]  # one train event stays
+    with pytest.raises(LiverecError, match="valid_carve"):
+        make_dataset(ev, DataConfig(split="given", valid_carve="first"))
+
+
 def test_given_split_shipped_valid_and_no_valid():
     ev = given_events()
     ev.given_split = ev.given_split.copy()
@@ -174,7 +190,7 @@ def test_datacfg_fields_are_the_contract():
     assert [(f.name, f.default) for f in dataclasses.fields(DataConfig)] == [
         ("split", "loo"), ("valid", True), ("valid_ratio", 0.1), ("test_ratio", 0.2),
         ("min_rating", None), ("min_user_interactions", 0), ("min_item_interactions", 0),
-        ("dedupe", True), ("seed", 0), ("columns", None)]
+        ("dedupe", True), ("seed", 0), ("columns", None), ("valid_carve", "random")]
 
 
 @pytest.mark.data

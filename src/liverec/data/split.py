@@ -33,6 +33,10 @@ class DataConfig:
     dedupe: bool = True  # one event per (user, item): the latest
     seed: int = 0  # for the random parts of `ratio` and `given`
     columns: dict | None = None  # column mapping for tables
+    # `given` without a shipped valid part: carve at random, or "last": the last valid_ratio of each
+    # user's train events in file order (for files whose per-user lists are in time order and whose
+    # test part looks later than a random draw, e.g. the LightGCN Gowalla split: BENCHMARKS.md)
+    valid_carve: str = "random"
 
 
 Split = tuple[Interactions, Interactions | None, Interactions]
@@ -123,10 +127,24 @@ def ratio_split(
     return train, (inter.select(part == 1) if valid else None), inter.select(part == 0)
 
 
-def given_split(inter: Interactions, given: np.ndarray, valid: bool, valid_ratio: float, seed: int) -> Split:
-    """The source's own split. Without a shipped valid part and with `valid`, carve a seeded
-    random valid_ratio of each user's train (at least one train event stays); without `valid`,
-    a shipped valid part joins train."""
+def _last_holdout(inter: Interactions, fraction: float) -> np.ndarray:
+    """Per user, the last round(fraction * n) events in array order -> part 0, the rest -> 1;
+    every user keeps at least one event in part 1."""
+    order = np.argsort(inter.user, kind="stable")
+    rank, size = _rank_in_user(inter.user[order], inter.num_users)
+    want = np.minimum(np.floor(fraction * size + 0.5).astype(np.int64), size - 1)
+    part = np.ones(len(inter), dtype=np.int64)
+    part[order[rank >= size - want]] = 0
+    return part
+
+
+def given_split(
+    inter: Interactions, given: np.ndarray, valid: bool, valid_ratio: float, seed: int,
+    carve: str = "random",
+) -> Split:
+    """The source's own split. Without a shipped valid part and with `valid`, carve valid_ratio of
+    each user's train, a seeded random draw or (carve = "last") the user's last events in file order
+    (at least one train event stays); without `valid`, a shipped valid part joins train."""
     test = inter.select(given == "test")
     has_valid = bool(np.any(given == "valid"))
     if not valid:
@@ -134,7 +152,10 @@ def given_split(inter: Interactions, given: np.ndarray, valid: bool, valid_ratio
     train = inter.select(given == "train")
     if has_valid:
         return train, inter.select(given == "valid"), test
-    part = _random_holdout(train, [valid_ratio], np.random.default_rng(seed))
+    if carve == "last":
+        part = _last_holdout(train, valid_ratio)
+    else:
+        part = _random_holdout(train, [valid_ratio], np.random.default_rng(seed))
     return train.select(part == 1), train.select(part == 0), test
 
 
@@ -162,6 +183,8 @@ def make_dataset(ev: RawEvents, cfg: DataConfig) -> Dataset:
     """Filter, encode (vocabularies over all remaining events) and split events into a Dataset."""
     if cfg.split not in SPLITS:
         raise LiverecError(f"unknown split {cfg.split!r}; use one of {', '.join(SPLITS)}")
+    if cfg.valid_carve not in ("random", "last"):
+        raise LiverecError(f"dataset.valid_carve must be random or last, not {cfg.valid_carve!r}")
     if cfg.split == "given" and ev.given_split is None:
         raise LiverecError(
             f"split=given, but data set {ev.name or '(unnamed)'} ships no split; use loo, temporal or ratio"
@@ -181,7 +204,9 @@ def make_dataset(ev: RawEvents, cfg: DataConfig) -> Dataset:
     elif cfg.split == "ratio":
         train, valid, test = ratio_split(inter, cfg.valid_ratio, cfg.test_ratio, cfg.valid, cfg.seed)
     else:
-        train, valid, test = given_split(inter, ev.given_split, cfg.valid, cfg.valid_ratio, cfg.seed)
+        train, valid, test = given_split(
+            inter, ev.given_split, cfg.valid, cfg.valid_ratio, cfg.seed, cfg.valid_carve
+        )
     if len(test) == 0:
         raise LiverecError(f"split={cfg.split} left the test part of {ev.name or '(unnamed)'} empty")
     return Dataset(
