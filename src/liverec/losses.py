@@ -92,27 +92,23 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
     """Mean softmax cross-entropy of `hidden @ weight.T`, computed over row chunks with the
     gradients formed in the same pass: the (T, I) logits never exist whole, and no large buffer is
     kept for backward (on CPU that halves the time of the unfused version; the fresh (T, I)
-    allocations alone cost page faults). `target` (T,) one item per row, or (T, k) items with
-    `target_weight` (T, k) rows summing to 1: cross-entropy against that soft target."""
+    allocations alone cost page faults)."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, target, target_weight, chunk_size):
+    def forward(ctx, hidden, weight, target, chunk_size):
         n = hidden.shape[0]
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         total = hidden.new_zeros((), dtype=torch.float64)
         grad_hidden = torch.empty_like(hidden) if need_grad else None
         grad_weight = torch.zeros_like(weight) if need_grad else None
-        if target.dim() == 1:
-            target, target_weight = target[:, None], hidden.new_ones((n, 1))
         for start in range(0, n, chunk_size):  # a loop over chunks of rows, not over rows
             h, t = hidden[start : start + chunk_size], target[start : start + chunk_size]
-            w = target_weight[start : start + chunk_size].to(hidden.dtype)
             logits = h @ weight.T  # (c, I)
             lse = torch.logsumexp(logits, dim=1)  # (c,)
-            total += (lse - (logits.gather(1, t) * w).sum(1)).sum(dtype=torch.float64)
+            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum(dtype=torch.float64)
             if need_grad:
                 probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place: d loss / d logits
-                probs.scatter_add_(1, t, -w)
+                probs[torch.arange(t.numel(), device=t.device), t] -= 1.0
                 grad_hidden[start : start + chunk_size] = probs @ weight
                 grad_weight.addmm_(probs.T, h)
         if need_grad:
@@ -122,20 +118,16 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         grad_hidden, grad_weight = ctx.saved_tensors
-        return grad_out * grad_hidden, grad_out * grad_weight, None, None, None
+        return grad_out * grad_hidden, grad_out * grad_weight, None, None
 
 
 def full_softmax_loss(
-    hidden: torch.Tensor, weight: torch.Tensor, target: torch.Tensor,
-    target_weight: torch.Tensor | None = None, chunk_size: int = 512,
+    hidden: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, chunk_size: int = 512
 ) -> torch.Tensor:
     """`softmax_loss(hidden @ weight.T, target)` without materialising the (T, I) logits.
 
-    `hidden` (T, D) states, `weight` (I, D) output embeddings, `target` (T,) item indices, or
-    (T, k) with `target_weight` (T, k) (rows summing to 1; a zero weight marks an unused slot).
+    `hidden` (T, D) states, `weight` (I, D) output embeddings, `target` (T,) item indices.
     """
     if hidden.shape[0] == 0:
         return hidden.sum() * 0.0
-    if (target.dim() == 2) != (target_weight is not None):
-        raise ValueError("target_weight goes with a (T, k) target and only with one")
-    return _ChunkedSoftmaxCE.apply(hidden, weight, target.long(), target_weight, chunk_size)
+    return _ChunkedSoftmaxCE.apply(hidden, weight, target.long(), chunk_size)

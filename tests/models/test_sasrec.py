@@ -171,35 +171,6 @@ def test_every_loss_trains_all_positions(loss: str, negatives: int, shared: bool
         torch.testing.assert_close(sequence_loss(m, batch, cfg), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_future_targets_mix_the_next_items_within_the_window() -> None:
-    from liverec.train.sequence import future_targets, make_sequence_batches
-
-    targets = torch.tensor([[-1, -1, 5, 6, 7], [1, 2, 3, 4, 9]])  # row 0 left-padded
-    future, weight = future_targets(targets, 3, 0.5)
-    assert future[1, 0].tolist() == [1, 2, 3] and future[0, 2].tolist() == [5, 6, 7]
-    torch.testing.assert_close(weight[1, 0], torch.tensor([4.0, 2.0, 1.0]) / 7)
-    torch.testing.assert_close(weight[0, 3], torch.tensor([2.0, 1.0, 0.0]) / 3)  # 7 is the last
-    torch.testing.assert_close(weight[1, 4], torch.tensor([1.0, 0.0, 0.0]))
-    torch.testing.assert_close(weight.sum(-1)[targets >= 0], torch.ones(8))
-
-    train = sequences({0: [5, 6, 7, 8, 9], 1: [3, 4, 5], 3: [10, 11, 12, 13]})
-    cfg = TrainConfig(loss="ce", batch_size=4, future_targets=2, future_decay=1.0)
-    m = model().eval()
-    rng = np.random.default_rng(0)
-    batch = next(iter(make_sequence_batches(m, train, train.csr(), cfg, rng, torch.device("cpu"))))
-    logp = F.log_softmax(m.logits(m.encode(batch.inputs)), dim=-1)  # (B, W, I)
-    t = batch.targets
-    after = torch.cat([t[:, 1:], torch.full_like(t[:, :1], -1)], dim=1)  # the item after the target
-    terms = []
-    for b, w in torch.nonzero(t >= 0).tolist():  # a dense reference, position by position
-        first = -logp[b, w, t[b, w]]
-        terms.append(first if after[b, w] < 0 else (first - logp[b, w, after[b, w]]) / 2)
-    expected = torch.stack(terms).mean()
-    torch.testing.assert_close(sequence_loss(m, batch, cfg), expected, rtol=1e-5, atol=1e-6)
-    with pytest.raises(LiverecError, match="future_targets"):
-        TrainConfig(loss="bce", future_targets=2).validate()
-
-
 def test_sequence_options_are_checked() -> None:
     ds = make_dataset(synthetic_events(num_users=20, num_items=30, events_per_user=6, seed=0), DataConfig())
     for bad, message in (({"sampler": "hard"}, "sampler"), ({"l2": 1e-4}, "weight_decay")):

@@ -168,12 +168,7 @@ def sequence_loss(model: Recommender, batch: SequenceBatch, cfg: TrainConfig) ->
     h = hidden[has_target]  # (T, D), row-major
     target = batch.targets[has_target]  # (T,)
     if cfg.loss == "ce":  # softmax over the whole catalogue
-        if cfg.future_targets == 1:
-            return losses.full_softmax_loss(h, model.output_embeddings(), target)
-        future, weight = future_targets(batch.targets, cfg.future_targets, cfg.future_decay)
-        return losses.full_softmax_loss(
-            h, model.output_embeddings(), future[has_target], weight[has_target]
-        )
+        return losses.full_softmax_loss(h, model.output_embeddings(), target)
     pos = (h * model.item_vectors(target)).sum(-1)  # (T,)
     if batch.negatives.dim() == 1:  # shared by the batch
         neg = h @ model.item_vectors(batch.negatives).T  # (T, N)
@@ -181,14 +176,3 @@ def sequence_loss(model: Recommender, batch: SequenceBatch, cfg: TrainConfig) ->
     else:
         neg = (model.item_vectors(batch.negatives) @ h[:, :, None]).squeeze(-1)  # (T, N)
     return score_loss(pos, neg, cfg, model.num_items)
-
-
-def future_targets(targets: torch.Tensor, k: int, decay: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, W, k) the next k items after each input position (targets[:, t + j]) and their weights
-    decay^j, normalised over the items that exist; a missing item has index 0 and weight 0."""
-    b, w = targets.shape
-    padded = torch.cat([targets, targets.new_full((b, k - 1), -1)], dim=1)  # (B, W + k - 1)
-    future = padded.unfold(1, k, 1)  # (B, W, k): future[:, t, j] = targets[:, t + j]
-    weight = (future >= 0) * decay ** torch.arange(k, dtype=torch.float32, device=targets.device)
-    weight = weight / weight.sum(-1, keepdim=True).clamp(min=1e-12)
-    return future.clamp(min=0), weight
