@@ -42,7 +42,9 @@ class TrainConfig:
     l2: float = 0.0  # coefficient of the L2 penalty on the embedding rows a batch touches
     # how the L2 is counted: "triple" = (|p_u|² + |q_pos|² + Σ|q_neg|²) / batch, as BPR/LightGCN code;
     # "pair" = per scored (user, item) pair, averaged over pairs, as per-example SGD (NCF, Rendle et
-    # al. 2020): a user's row is counted once per item scored against it
+    # al. 2020): a user's row is counted once per item scored against it; "triple_mean" = "triple"
+    # with the negatives' norms averaged, (|p_u|² + |q_pos|² + mean|q_neg|²) / batch: with N
+    # negatives per positive, the same expected penalty as the one-negative objective of the papers
     l2_per: str = "triple"
     loss: str = "bpr"  # bpr | bce | softmax (sampled softmax over the negatives) | gbce | ce (full softmax)
     bucket_batches: int = 1  # sequence models: 1 = plain random batches; N > 1 sorts users by length
@@ -51,12 +53,6 @@ class TrainConfig:
     # 0.1641 with random batches against 0.1523 with N = 32 at epoch 38)
     sequence_window: str = "latest"  # sequence models: an epoch's row per user is the latest
     # max_len + 1 training items, or "random": a window ending at a random point of the history
-    # sequence models with loss = "ce": position t's target is a mix of the next `future_targets`
-    # items, the j-th weighted future_decay^(j-1) (normalised over those inside the window); 1 = the
-    # next item only (SASRec). Ties in the event time make the order of nearby items arbitrary
-    # (ML-1M: 53.5% of adjacent pairs share a second), so the next few items are all plausible targets
-    future_targets: int = 1
-    future_decay: float = 0.5
     # pair models: an epoch is a shuffle of every training (user, item) pair ("interactions"), or as
     # many pairs drawn with users uniform and a random positive each ("users", the LightGCN/NGCF
     # reference code's sampling: light users weigh as much as heavy ones, as in per-user Recall)
@@ -89,8 +85,8 @@ class TrainConfig:
             raise LiverecError("train.epochs must be >= 0 and train.batch_size >= 1")
         if self.lr <= 0:
             raise LiverecError("train.lr must be > 0")
-        if self.l2_per not in ("triple", "pair"):
-            raise LiverecError(f"train.l2_per must be triple or pair, not {self.l2_per!r}")
+        if self.l2_per not in ("triple", "triple_mean", "pair"):
+            raise LiverecError(f"train.l2_per must be triple, triple_mean or pair, not {self.l2_per!r}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise LiverecError(f"train.lr_schedule must be constant or cosine, not {self.lr_schedule!r}")
         if self.optimizer not in ("adam", "adamw", "sgd"):
@@ -116,10 +112,6 @@ class TrainConfig:
             raise LiverecError(f"train.pair_sampling must be interactions or users, not {self.pair_sampling!r}")
         if self.bucket_batches < 1:
             raise LiverecError("train.bucket_batches must be >= 1 (1 = plain random batches)")
-        if self.future_targets < 1 or not 0.0 < self.future_decay <= 1.0:
-            raise LiverecError("train.future_targets must be >= 1 and train.future_decay in (0, 1]")
-        if self.future_targets > 1 and self.loss != "ce":
-            raise LiverecError("train.future_targets > 1 works with loss = ce (full cross-entropy)")
         if self.checkpoint_every < 0:
             raise LiverecError("train.checkpoint_every must be >= 0 (0 = no checkpoints)")
         if self.device not in ("auto", "cpu", "cuda"):
