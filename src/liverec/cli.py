@@ -9,11 +9,11 @@ import contextlib
 import os
 import sys
 import time
+import tomllib
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import typer
 from rich.console import Console
 from rich.table import Table
