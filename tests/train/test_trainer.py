@@ -183,33 +183,6 @@ def test_pair_l2_counts_every_scored_pair(shared):
     assert got.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
-@pytest.mark.parametrize("shared", [False, True])
-def test_triple_mean_l2_averages_the_negatives(shared):
-    """l2_per = triple_mean: per positive |p_u|² + |q_pos|² + the mean of its negatives' |q_j|²,
-    averaged over the batch; with one negative it is the plain triple penalty."""
-    from liverec.models.mf import MF, MFConfig
-    from liverec.train.pairwise import PairBatch, l2_penalty
-
-    torch.manual_seed(0)
-    model = MF(MFConfig(embedding_dim=4), num_users=3, num_items=10)
-    users, pos = torch.tensor([0, 1, 2]), torch.tensor([1, 2, 3])
-    neg = torch.tensor([4, 5]) if shared else torch.tensor([[4, 5], [6, 7], [8, 9]])
-    rows = [neg if shared else neg[b] for b in range(3)]
-    sq = lambda u, i: model.regularization(u.view(-1), i.view(-1))  # noqa: E731
-    none = users[:0]
-    per_row = [
-        sq(users[b], pos[b]) + torch.stack([sq(none, j) for j in rows[b]]).mean() for b in range(3)
-    ]
-    got = l2_penalty(model, PairBatch(users, pos, neg), torch.cat([pos, neg.view(-1)]), "triple_mean")
-    assert got.item() == pytest.approx(torch.stack(per_row).mean().item(), rel=1e-6)
-    one = torch.tensor([[4], [6], [8]])
-    items = torch.cat([pos[:, None], one], dim=1)
-    triple = l2_penalty(model, PairBatch(users, pos, one), items, "triple")
-    assert l2_penalty(model, PairBatch(users, pos, one), items, "triple_mean").item() == pytest.approx(
-        triple.item(), rel=1e-6
-    )
-
-
 def test_user_pair_sampling_weights_users_alike_and_draws_their_own_positives():
     """pair_sampling = users: as many pairs as interactions, users uniform (a heavy user is not
     drawn more often), each pair one of that user's training positives; the default shuffles every

@@ -177,12 +177,6 @@ def l2_penalty(model: Recommender, batch: PairBatch, items: torch.Tensor, per: s
     """Squared norms of the touched rows, counted per training triple or per scored pair (see l2_per)."""
     if per == "triple":
         return model.regularization(batch.users, items) / len(batch.users)
-    if per == "triple_mean":
-        b, n = len(batch.users), batch.neg.shape[-1]  # negatives per positive
-        neg = model.regularization(batch.users[:0], batch.neg) / n  # sum over rows of each mean
-        if batch.neg.dim() == 1:  # shared: every row's mean is the mean over the one draw
-            neg = b * neg
-        return (model.regularization(batch.users, batch.pos) + neg) / b
     b = len(batch.users)
     none = batch.users[:0]
     if batch.neg.dim() == 1:  # shared: every row scores its positive and all N shared negatives

@@ -42,9 +42,7 @@ class TrainConfig:
     l2: float = 0.0  # coefficient of the L2 penalty on the embedding rows a batch touches
     # how the L2 is counted: "triple" = (|p_u|² + |q_pos|² + Σ|q_neg|²) / batch, as BPR/LightGCN code;
     # "pair" = per scored (user, item) pair, averaged over pairs, as per-example SGD (NCF, Rendle et
-    # al. 2020): a user's row is counted once per item scored against it; "triple_mean" = "triple"
-    # with the negatives' norms averaged, (|p_u|² + |q_pos|² + mean|q_neg|²) / batch: with N
-    # negatives per positive, the same expected penalty as the one-negative objective of the papers
+    # al. 2020): a user's row is counted once per item scored against it
     l2_per: str = "triple"
     loss: str = "bpr"  # bpr | bce | softmax (sampled softmax over the negatives) | gbce | ce (full softmax)
     bucket_batches: int = 1  # sequence models: 1 = plain random batches; N > 1 sorts users by length
@@ -85,8 +83,8 @@ class TrainConfig:
             raise LiverecError("train.epochs must be >= 0 and train.batch_size >= 1")
         if self.lr <= 0:
             raise LiverecError("train.lr must be > 0")
-        if self.l2_per not in ("triple", "triple_mean", "pair"):
-            raise LiverecError(f"train.l2_per must be triple, triple_mean or pair, not {self.l2_per!r}")
+        if self.l2_per not in ("triple", "pair"):
+            raise LiverecError(f"train.l2_per must be triple or pair, not {self.l2_per!r}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise LiverecError(f"train.lr_schedule must be constant or cosine, not {self.lr_schedule!r}")
         if self.optimizer not in ("adam", "adamw", "sgd"):
