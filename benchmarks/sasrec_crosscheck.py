@@ -83,9 +83,8 @@ class Model(nn.Module):
         pad = (seq == 0).unsqueeze(-1)
         x = self.item(seq) * math.sqrt(self.item.embedding_dim) + self.pos.weight[:w]
         x = self.drop(x) * ~pad
-        causal = torch.ones(w, w, dtype=torch.bool, device=seq.device).triu(
-            1
-        )  # True = may not attend
+        # True = may not attend: position t sees items 0..t only
+        causal = torch.ones(w, w, dtype=torch.bool, device=seq.device).triu(1)
         for block in self.blocks:
             x = block(x, causal, pad)
         return self.ln(x) @ self.item.weight.T
