@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 
@@ -30,7 +29,7 @@ def main() -> None:
     from liverec.evaluate import evaluate
     from liverec.experiment import load_dataset
     from liverec.models import build_model
-    from liverec.models.sparse import binarize
+    from liverec.models.sparse import binarize, degree_normalized
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", type=Path, default=Path("benchmarks/recipes/gowalla-lightgcn.toml"))
@@ -46,9 +45,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     model = build_model(cfg.model, cfg.params, ds.num_users, ds.num_items)
     dim = model.user_emb.weight.shape[1]
-    r = binarize(ds.train.csr()).astype(np.float32)
-    du, di = np.asarray(r.sum(1)).ravel(), np.asarray(r.sum(0)).ravel()
-    norm = (sp.diags(np.where(du > 0, du, 1) ** -0.5) @ r @ sp.diags(np.where(di > 0, di, 1) ** -0.5)).tocoo()
+    norm = degree_normalized(binarize(ds.train.csr())).tocoo()  # R̃, the user-item block of Â
     a = torch.sparse_coo_tensor(
         np.vstack([norm.row, norm.col]), norm.data, size=norm.shape, dtype=torch.float32, check_invariants=False
     ).coalesce()

@@ -23,7 +23,13 @@ import torch
 
 from liverec.errors import LiverecError
 from liverec.models.base import Recommender, cold_start_fallback
-from liverec.models.sparse import binarize, gather_rows, take_saved_shapes, torch_csr
+from liverec.models.sparse import (
+    binarize,
+    degree_normalized,
+    gather_rows,
+    take_saved_shapes,
+    torch_csr,
+)
 
 
 @dataclass
@@ -71,14 +77,8 @@ class GFCF(Recommender):
                 f"gfcf: training matrix is {train.shape}, model is ({self.num_users}, {self.num_items})"
             )
         r = binarize(train)
-        user_deg = np.asarray(r.sum(axis=1)).ravel()
         item_deg = np.asarray(r.sum(axis=0)).ravel()
-        du = np.zeros_like(user_deg)
-        np.power(user_deg, -0.5, out=du, where=user_deg > 0)
-        di = np.zeros_like(item_deg)
-        np.power(item_deg, -0.5, out=di, where=item_deg > 0)
-        norm = sp.csr_matrix(sp.diags(du) @ r @ sp.diags(di), dtype=np.float32)
-        norm.sort_indices()
+        norm = degree_normalized(r)
         device = self.norm_indptr.device
         self.norm_indptr = torch.from_numpy(norm.indptr.astype(np.int64)).to(device)
         self.norm_indices = torch.from_numpy(norm.indices.astype(np.int64)).to(device)

@@ -24,7 +24,7 @@ from torch import nn
 
 from liverec.errors import LiverecError
 from liverec.models.base import Recommender, cold_start_fallback
-from liverec.models.sparse import binarize, torch_csr
+from liverec.models.sparse import binarize, degree_normalized, torch_csr
 
 
 @dataclass
@@ -47,12 +47,8 @@ def normalized_adjacency(train: sp.spmatrix) -> torch.Tensor:
 
     Interactions are binarised; nodes without edges get zero rows (no division by zero).
     """
-    r = binarize(train)
-    a = sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)  # (U+I, U+I)
-    deg = np.asarray(a.sum(axis=1)).ravel()
-    inv_sqrt = np.zeros_like(deg)
-    np.power(deg, -0.5, out=inv_sqrt, where=deg > 0)
-    a = sp.csr_matrix(sp.diags(inv_sqrt) @ a @ sp.diags(inv_sqrt), dtype=np.float32)
+    norm = degree_normalized(binarize(train))  # a node's degree in A is its degree in R
+    a = sp.bmat([[None, norm], [norm.T, None]], format="csr", dtype=np.float32)  # (U+I, U+I)
     a.sort_indices()
     return torch_csr(a.indptr, a.indices, a.data, a.shape)
 

@@ -21,6 +21,21 @@ def binarize(train: sp.spmatrix) -> sp.csr_matrix:
     return x
 
 
+def degree_normalized(r: sp.csr_matrix) -> sp.csr_matrix:
+    """R̃ = D_U^-1/2 R D_I^-1/2 of a binarised (U, I) matrix, float32 CSR with sorted indices.
+
+    The user-item block of LightGCN's Â and GF-CF's normalised matrix; users or items without
+    interactions keep zero rows/columns (no division by zero).
+    """
+    du = np.asarray(r.sum(axis=1)).ravel()
+    di = np.asarray(r.sum(axis=0)).ravel()
+    np.power(du, -0.5, out=du, where=du > 0)
+    np.power(di, -0.5, out=di, where=di > 0)
+    norm = sp.csr_matrix(sp.diags(du) @ r @ sp.diags(di), dtype=np.float32)
+    norm.sort_indices()
+    return norm
+
+
 def torch_csr(
     crow: torch.Tensor | np.ndarray, col: torch.Tensor | np.ndarray,
     values: torch.Tensor | np.ndarray, shape: tuple[int, int],
